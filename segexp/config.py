@@ -1,0 +1,66 @@
+"""Config helpers that need no TensorFlow: locating conf/, flattening, run names, redaction."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = PROJECT_ROOT / "conf"
+
+_SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_key|apikey|credential)", re.I)
+_URI_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@",
+                           re.I)
+# Keys that describe where and how a run is tracked, not what it trains.
+RUN_NAME_EXCLUDED_PREFIXES = ("tracking.", "hydra.", "resume", "trainer.verbose")
+
+
+def redact(value: str) -> str:
+    """Hide a password in a URI (``scheme://user:***@host``)."""
+    return _URI_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", value)
+
+
+def flatten(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
+    """Flatten a config to dotted keys; lists stay as values. Secrets are redacted."""
+    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    flat: dict[str, Any] = {}
+    for key, value in container.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{dotted}."))
+        elif _SECRET_KEY.search(str(key)) and value is not None:
+            flat[dotted] = "***"
+        elif isinstance(value, str):
+            flat[dotted] = redact(value)
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def as_params(cfg: DictConfig, max_length: int = 6000) -> dict[str, str]:
+    """Config values as MLflow params: strings, over-long values shortened with a marker.
+
+    The full, unshortened config is always logged as ``config.yaml``.
+    """
+    params = {}
+    for key, value in flatten(cfg).items():
+        text = "null" if value is None else str(value)
+        if len(text) > max_length:
+            marker = f"...[{len(text)} chars, see config.yaml]"
+            text = text[: max_length - len(marker)] + marker
+        params[key] = text
+    return params
+
+
+def run_name(cfg: DictConfig, overrides: list[str] | ListConfig) -> str:
+    """Readable run name: the job's own overrides, or ``<model>-<dataset>`` without any."""
+    if cfg.tracking.get("run_name"):
+        return str(cfg.tracking.run_name)
+    kept = [redact(o) for o in overrides if not o.lstrip("+~").startswith(
+        RUN_NAME_EXCLUDED_PREFIXES)]
+    if kept:
+        return ",".join(kept)
+    return f"{cfg.model.name}-{cfg.dataset.name}"

@@ -1,0 +1,109 @@
+"""Keras callback that streams each epoch's metrics and sample predictions to an MLflow run."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import keras
+import numpy as np
+from mlflow import MlflowClient
+
+from segexp import tracking
+from segexp.plots import prediction_panel
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Log ``logs`` at ``step=epoch`` (1-based), time the training part of each epoch, and log
+    a fixed panel of validation predictions every ``images_every`` epochs.
+
+    ``train_seconds`` and ``train_images`` exclude validation; ``logging_seconds`` is the time
+    spent in MLflow calls, so its share of the epoch can be reported.
+    """
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str,
+        *,
+        sample_images: np.ndarray | None = None,
+        sample_targets: np.ndarray | None = None,
+        images_every: int = 1,
+        epochs: int = 1,
+        batch_size: int = 1,
+        task: str = "segmentation",
+        head: str = "softmax",
+        ignore_value: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.client, self.run_id = client, run_id
+        self.sample_images, self.sample_targets = sample_images, sample_targets
+        self.images_every, self.epochs = max(1, int(images_every)), int(epochs)
+        self.batch_size, self.task, self.head = batch_size, task, head
+        self.ignore_value = ignore_value
+        self.epoch_train_seconds: list[float] = []
+        self.epoch_seconds: list[float] = []
+        self.epoch_images: list[int] = []
+        self.logging_seconds = 0.0
+        self._start = self._train_end = None
+        self._batches = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+        self._train_end = None
+        self._batches = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._batches += 1
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if self._start is not None and self._train_end is None:
+            self._train_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        end = time.perf_counter()
+        self.epoch_train_seconds.append((self._train_end or end) - self._start)
+        self.epoch_images.append(self._batches * self.batch_size)
+        step = epoch + 1
+        t0 = time.perf_counter()
+        tracking.log_metrics(self.client, self.run_id, dict(logs or {}), step=step)
+        if self.sample_images is not None and (step % self.images_every == 0
+                                               or step == self.epochs):
+            self.log_predictions(step)
+        self.logging_seconds += time.perf_counter() - t0
+        self.epoch_seconds.append(time.perf_counter() - self._start)
+
+    def predict_panel(self) -> np.ndarray:
+        """Input | truth | prediction for the fixed validation samples."""
+        probs = self.model.predict_on_batch(self.sample_images)
+        probs = np.asarray(probs)
+        if self.task == "reconstruction":
+            preds = probs
+        elif probs.shape[-1] == 1:
+            preds = (probs[..., 0] > 0.5).astype(np.int32)
+        else:
+            preds = probs.argmax(-1)
+        return prediction_panel(self.sample_images, self.sample_targets, preds, task=self.task,
+                                ignore_value=self.ignore_value)
+
+    def log_predictions(self, step: int) -> None:
+        tracking.retry(self.client.log_image, self.run_id, self.predict_panel(),
+                       key="predictions", step=step)
+
+    def images_per_second(self) -> float:
+        """Training throughput over the epochs after the first (which includes tracing)."""
+        pairs = list(zip(self.epoch_images, self.epoch_train_seconds, strict=True))
+        if len(pairs) > 1:
+            pairs = pairs[1:]
+        images = sum(p[0] for p in pairs)
+        seconds = sum(p[1] for p in pairs)
+        return images / seconds if seconds > 0 else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        total = sum(self.epoch_seconds)
+        return {
+            "train_images_per_sec": self.images_per_second(),
+            "mean_epoch_seconds": total / max(1, len(self.epoch_seconds)),
+            "mlflow_logging_seconds": self.logging_seconds,
+            "mlflow_logging_share": self.logging_seconds / total if total > 0 else float("nan"),
+        }

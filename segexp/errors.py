@@ -1,0 +1,17 @@
+"""Errors that the command-line tools report as one line, without a traceback."""
+
+
+class SegexpError(Exception):
+    """Base class for user-facing errors."""
+
+
+class ConfigError(SegexpError):
+    """A configuration key or value is invalid."""
+
+
+class DataError(SegexpError):
+    """Input data is missing, unreadable or inconsistent."""
+
+
+class TrackingError(SegexpError):
+    """The MLflow tracking store cannot be used."""

@@ -1,0 +1,321 @@
+"""One training job: data, model, ``model.fit`` with callbacks, and everything logged to MLflow."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+import tensorflow as tf
+from mlflow import MlflowClient
+from mlflow.data.dataset_source import DatasetSource
+from omegaconf import DictConfig, OmegaConf
+
+from segexp import tracking
+from segexp.analysis import summarize_history
+from segexp.config import run_name
+from segexp.data import load_source
+from segexp.data.pipeline import make_dataset
+from segexp.epoch_logger import EpochLogger
+from segexp.plots import learning_curves
+
+
+def _hydra_context() -> tuple[Path, list[str]]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        return Path(hc.runtime.output_dir), list(hc.overrides.task)
+    return Path.cwd(), []
+
+
+def input_spec(cfg: DictConfig) -> tuple[int, int, int]:
+    """The model's input shape: the preset's fixed ``input_shape`` or the dataset's size."""
+    if cfg.model.get("input_shape"):
+        h, w, c = (int(v) for v in cfg.model.input_shape)
+        return h, w, c
+    h, w = (int(v) for v in cfg.dataset.image_size)
+    return h, w, int(cfg.dataset.get("channels", 3))
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def head_of(model: keras.Model, task: str) -> str:
+    if task == "reconstruction":
+        return "linear"
+    return "sigmoid" if model.output_shape[-1] == 1 else "softmax"
+
+
+def mask_crop(model: keras.Model) -> tuple[int, int]:
+    """Pixels to crop from each side of a mask so it matches a valid-padding output."""
+    (h, w), (oh, ow) = model.input_shape[1:3], model.output_shape[1:3]
+    return (h - oh) // 2, (w - ow) // 2
+
+
+def _summary_text(model: keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=110)
+    return "\n".join(lines)
+
+
+def _take(ds: tf.data.Dataset, n: int) -> tuple[np.ndarray, np.ndarray]:
+    images, masks = next(iter(ds.take(n).batch(n)))
+    return images.numpy(), masks.numpy()
+
+
+def _objective(cfg: DictConfig, summary: dict[str, float]) -> float | None:
+    name = cfg.get("objective", "best_val_loss")
+    value = summary.get(name)
+    return None if value is None else float(value)
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Run one job described by ``cfg``; returns the configured objective metric."""
+    output_dir, overrides = _hydra_context()
+    tracking.check_store(str(cfg.tracking.uri))
+    mlflow.set_tracking_uri(str(cfg.tracking.uri))
+    experiment = mlflow.set_experiment(str(cfg.tracking.experiment))
+    client = MlflowClient()
+
+    seed = int(cfg.seed)
+    seed_everything(seed, bool(cfg.trainer.get("deterministic", False)))
+    shape = input_spec(cfg)
+    source = load_source(cfg.dataset, shape[:2], shape[2], seed)
+
+    from segexp.models import build_model
+
+    task = str(cfg.model.get("task", "segmentation"))
+    model = build_model(cfg.model, shape, source.num_classes)
+    head = head_of(model, task)
+    epochs = int(cfg.trainer.epochs)
+    batch_size = int(cfg.trainer.batch_size)
+    steps = cfg.trainer.get("steps_per_epoch") or max(1, math.ceil(source.sizes["train"]
+                                                                   / batch_size))
+    model.compile(**compile_args(cfg, head, source, task, steps, epochs))
+
+    crop = mask_crop(model)
+    target = "image" if task == "reconstruction" else "mask"
+    cache = cfg.dataset.get("cache", True)
+    train_ds, val_ds, test_ds = (
+        make_dataset(
+            source.splits[split], batch_size=batch_size, training=split == "train", seed=seed,
+            augment=augment_fn(cfg) if split == "train" else None,
+            sample_weight_fn=weight_fn(cfg, source) if split == "train" else None,
+            cache=cache, mask_crop=crop, target=target,
+        )
+        for split in ("train", "val", "test")
+    )
+    sample_x, sample_y = _take(source.splits["val"], int(cfg.trainer.num_sample_images))
+    if any(crop):
+        sample_y = sample_y[:, crop[0]: sample_y.shape[1] - crop[0],
+                            crop[1]: sample_y.shape[2] - crop[1]]
+
+    parent = cfg.tracking.get("parent_run_id")
+    tags = {
+        "model": cfg.model.name,
+        "dataset": source.name,
+        "task": task,
+        "hydra_overrides": " ".join(overrides),
+        "git_commit": tracking.git_commit(),
+        "output_dir": str(output_dir),
+        **({"mlflow.parentRunId": parent} if parent else {}),
+        **OmegaConf.to_container(cfg.tracking.get("tags") or {}, resolve=True),
+    }
+    run = client.create_run(experiment.experiment_id, run_name=run_name(cfg, overrides),
+                            tags={k: str(v) for k, v in tags.items() if v is not None})
+    run_id = run.info.run_id
+    print(f"segexp: MLflow run {run_id} in {cfg.tracking.uri} (experiment "
+          f"{cfg.tracking.experiment!r}); outputs in {output_dir}", flush=True)
+    with mlflow.start_run(run_id=run_id):
+        try:
+            summary = _fit_and_log(cfg, client, run_id, model, source, task, head, overrides,
+                                   train_ds, val_ds, test_ds, sample_x, sample_y, steps,
+                                   output_dir)
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            raise
+        except BaseException as err:
+            tracking.log_tags(client, run_id, {"error": f"{type(err).__name__}: {err}"[:5000]})
+            mlflow.end_run("FAILED")
+            raise
+    return _objective(cfg, summary)
+
+
+def compile_args(cfg: DictConfig, head: str, source, task: str, steps: int,
+                 epochs: int) -> dict[str, Any]:
+    """Optimizer, loss and metrics for ``model.compile``."""
+    from segexp.metrics import build_metrics
+    from segexp.optim import build_optimizer
+
+    optimizer = build_optimizer(cfg.optimizer, steps_per_epoch=steps, epochs=epochs)
+    if task == "reconstruction":
+        return {"optimizer": optimizer, "loss": "mse", "metrics": ["mae"]}
+    from segexp.losses import build_loss
+
+    loss = build_loss(cfg.loss, head=head, num_classes=source.num_classes,
+                      ignore_value=source.ignore_value)
+    metrics = build_metrics(head=head, num_classes=source.num_classes,
+                            class_names=source.class_names, ignore_value=source.ignore_value)
+    return {"optimizer": optimizer, "loss": loss, "metrics": metrics,
+            "jit_compile": cfg.trainer.get("jit_compile", "auto")}
+
+
+def augment_fn(cfg: DictConfig):
+    from segexp.augment import build_augment
+
+    return build_augment(cfg.augmentation)
+
+
+def weight_fn(cfg: DictConfig, source):
+    if str(cfg.model.get("task", "segmentation")) == "reconstruction":
+        return None
+    from segexp.losses import sample_weight_fn
+
+    return sample_weight_fn(cfg.loss, num_classes=source.num_classes,
+                            ignore_value=source.ignore_value)
+
+
+def _log_lineage(client: MlflowClient, run_id: str, source) -> None:
+    info = {
+        "dataset.sizes.train": source.sizes.get("train"),
+        "dataset.sizes.val": source.sizes.get("val"),
+        "dataset.sizes.test": source.sizes.get("test"),
+        "dataset.fingerprint": source.fingerprint,
+        "dataset.num_classes": source.num_classes,
+        "dataset.class_names": ",".join(source.class_names),
+    }
+    tracking.log_tags(client, run_id, {k: v for k, v in info.items() if v is not None})
+    freqs = source.extra.get("class_frequencies") or {}
+    tracking.log_metrics(client, run_id, {f"class_frequency_{k}": v for k, v in freqs.items()})
+    from mlflow.data.meta_dataset import MetaDataset
+
+    dataset = MetaDataset(_LocalSource(source.root or f"segexp://{source.name}"),
+                          name=source.name, digest=source.fingerprint[:36] or None)
+    tracking.retry(mlflow.log_input, dataset, context="training")
+
+
+class _LocalSource(DatasetSource):
+    """A dataset source that is just a path or name; nothing is ever downloaded from it."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "local"
+
+    def load(self, **kwargs: Any) -> str:
+        return self.uri
+
+    @staticmethod
+    def _can_resolve(raw_source: Any) -> bool:
+        return False
+
+    @classmethod
+    def _resolve(cls, raw_source: Any) -> _LocalSource:
+        return cls(str(raw_source))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict[Any, Any]) -> _LocalSource:
+        return cls(source_dict["uri"])
+
+
+def _fit_and_log(cfg, client, run_id, model, source, task, head, overrides, train_ds, val_ds,
+                 test_ds, sample_x, sample_y, steps, output_dir) -> dict[str, float]:
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    total = int(model.count_params())
+    tracking.log_params(client, run_id, cfg)
+    tracking.log_config(client, run_id, cfg, overrides)
+    tracking.retry(client.log_text, run_id, _summary_text(model), "model_summary.txt")
+    tracking.log_metrics(client, run_id, {"num_params": trainable, "num_params_total": total})
+    _log_lineage(client, run_id, source)
+
+    from segexp.callbacks import build_callbacks
+
+    epochs = int(cfg.trainer.epochs)
+    logger = EpochLogger(
+        client, run_id, sample_images=sample_x, sample_targets=sample_y,
+        images_every=int(cfg.trainer.log_images_every), epochs=epochs,
+        batch_size=int(cfg.trainer.batch_size), task=task, head=head,
+        ignore_value=source.ignore_value,
+    )
+    callbacks = [*build_callbacks(cfg.trainer, cfg.optimizer, output_dir=output_dir), logger]
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=epochs,
+        steps_per_epoch=cfg.trainer.get("steps_per_epoch"), callbacks=callbacks,
+        verbose=int(cfg.trainer.verbose),
+    )
+    summary = summarize_history(history.history)
+    summary.update(logger.summary())
+    summary["num_params"] = trainable
+    if cfg.trainer.get("evaluate_test", True):
+        results = model.evaluate(test_ds, return_dict=True, verbose=0)
+        summary.update({f"test_{k}": float(v) for k, v in results.items()})
+    tracking.log_metrics(client, run_id, summary)
+    main_metric = "mae" if task == "reconstruction" else "accuracy"
+    figure = learning_curves(history.history, main_metric, title=f"{cfg.model.name} on "
+                             f"{source.name}")
+    tracking.retry(mlflow.log_figure, figure, "learning_curves.png")
+    if task == "reconstruction":
+        _log_latent(model, source)
+    if cfg.tracking.get("log_model", True):
+        tracking.log_model(model, inference_meta(cfg, model, source, head, task),
+                           cfg.tracking.get("registered_model_name"))
+    buffer = io.StringIO()
+    for key in sorted(summary):
+        buffer.write(f"{key}: {summary[key]:.6g}\n")
+    print("segexp: summary\n" + buffer.getvalue(), flush=True)
+    return summary
+
+
+def inference_meta(cfg: DictConfig, model: keras.Model, source, head: str, task: str) -> dict:
+    """What `segexp-predict` needs to preprocess new images like the training data."""
+    h, w, c = model.input_shape[1:4]
+    crop = mask_crop(model) if task == "segmentation" else (0, 0)
+    return {
+        "input_size": [int(h), int(w)],
+        "channels": int(c),
+        "normalization": "unit",
+        "num_classes": int(source.num_classes),
+        "class_names": list(source.class_names),
+        "head": head,
+        "task": task,
+        "required_multiple": int(2 ** int(cfg.model.get("depth", 0) or 0)),
+        "valid_padding": bool(any(crop)),
+        "output_crop": [int(crop[0]), int(crop[1])],
+        "ignore_value": source.ignore_value,
+    }
+
+
+def _log_latent(model: keras.Model, source) -> None:
+    """For an autoencoder with a 2-D latent layer, a scatter plot of the latent space."""
+    try:
+        latent = model.get_layer("latent")
+    except ValueError:
+        return
+    if latent.output.shape[-1] != 2 or not source.labels or "val" not in source.labels:
+        return
+    import matplotlib.pyplot as plt
+
+    encoder = keras.Model(model.inputs, latent.output)
+    images = np.concatenate([x for x, _ in source.splits["val"].batch(256).as_numpy_iterator()])
+    codes = encoder.predict(images, verbose=0)
+    labels = source.labels["val"]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=6)
+    fig.colorbar(points, ax=ax, label="digit")
+    ax.set_xlabel("latent 1")
+    ax.set_ylabel("latent 2")
+    fig.tight_layout()
+    mlflow.log_figure(fig, "latent_space.png")
