@@ -12,8 +12,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
 
 _SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_key|apikey|credential)", re.I)
-_URI_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@",
-                           re.I)
+_URI_USERINFO = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@", re.I
+)
 # Keys that describe where and how a run is tracked, not what it trains.
 RUN_NAME_EXCLUDED_PREFIXES = ("tracking.", "hydra.", "resume", "trainer.verbose")
 
@@ -59,8 +60,9 @@ def run_name(cfg: DictConfig, overrides: list[str] | ListConfig) -> str:
     """Readable run name: the job's own overrides, or ``<model>-<dataset>`` without any."""
     if cfg.tracking.get("run_name"):
         return str(cfg.tracking.run_name)
-    kept = [redact(o) for o in overrides if not o.lstrip("+~").startswith(
-        RUN_NAME_EXCLUDED_PREFIXES)]
+    kept = [
+        redact(o) for o in overrides if not o.lstrip("+~").startswith(RUN_NAME_EXCLUDED_PREFIXES)
+    ]
     if kept:
         return ",".join(kept)
     return f"{cfg.model.name}-{cfg.dataset.name}"

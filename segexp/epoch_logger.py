@@ -34,6 +34,7 @@ class EpochLogger(keras.callbacks.Callback):
         task: str = "segmentation",
         head: str = "softmax",
         ignore_value: int | None = None,
+        input_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.client, self.run_id = client, run_id
@@ -41,6 +42,7 @@ class EpochLogger(keras.callbacks.Callback):
         self.images_every, self.epochs = max(1, int(images_every)), int(epochs)
         self.batch_size, self.task, self.head = batch_size, task, head
         self.ignore_value = ignore_value
+        self.input_scale = float(input_scale)
         self.epoch_train_seconds: list[float] = []
         self.epoch_seconds: list[float] = []
         self.epoch_images: list[int] = []
@@ -67,15 +69,16 @@ class EpochLogger(keras.callbacks.Callback):
         step = epoch + 1
         t0 = time.perf_counter()
         tracking.log_metrics(self.client, self.run_id, dict(logs or {}), step=step)
-        if self.sample_images is not None and (step % self.images_every == 0
-                                               or step == self.epochs):
+        if self.sample_images is not None and (
+            step % self.images_every == 0 or step == self.epochs
+        ):
             self.log_predictions(step)
         self.logging_seconds += time.perf_counter() - t0
         self.epoch_seconds.append(time.perf_counter() - self._start)
 
     def predict_panel(self) -> np.ndarray:
         """Input | truth | prediction for the fixed validation samples."""
-        probs = self.model.predict_on_batch(self.sample_images)
+        probs = self.model.predict_on_batch(self.sample_images * self.input_scale)
         probs = np.asarray(probs)
         if self.task == "reconstruction":
             preds = probs
@@ -83,12 +86,18 @@ class EpochLogger(keras.callbacks.Callback):
             preds = (probs[..., 0] > 0.5).astype(np.int32)
         else:
             preds = probs.argmax(-1)
-        return prediction_panel(self.sample_images, self.sample_targets, preds, task=self.task,
-                                ignore_value=self.ignore_value)
+        return prediction_panel(
+            self.sample_images,
+            self.sample_targets,
+            preds,
+            task=self.task,
+            ignore_value=self.ignore_value,
+        )
 
     def log_predictions(self, step: int) -> None:
-        tracking.retry(self.client.log_image, self.run_id, self.predict_panel(),
-                       key="predictions", step=step)
+        tracking.retry(
+            self.client.log_image, self.run_id, self.predict_panel(), key="predictions", step=step
+        )
 
     def images_per_second(self) -> float:
         """Training throughput over the epochs after the first (which includes tracing)."""

@@ -8,8 +8,20 @@ import numpy as np
 
 # Distinct colours for class ids (background first); the ignore value is drawn white.
 PALETTE = np.array(
-    [[0, 0, 0], [230, 159, 0], [86, 180, 233], [0, 158, 115], [240, 228, 66], [0, 114, 178],
-     [213, 94, 0], [204, 121, 167], [120, 120, 120], [160, 40, 40]], dtype=np.uint8)
+    [
+        [0, 0, 0],
+        [230, 159, 0],
+        [86, 180, 233],
+        [0, 158, 115],
+        [240, 228, 66],
+        [0, 114, 178],
+        [213, 94, 0],
+        [204, 121, 167],
+        [120, 120, 120],
+        [160, 40, 40],
+    ],
+    dtype=np.uint8,
+)
 
 
 def colorize(mask: np.ndarray, ignore_value: int | None = None) -> np.ndarray:
@@ -65,8 +77,11 @@ def prediction_panel(
         if task == "reconstruction":
             cells = [shown, to_rgb(pred)]
         else:
-            cells = [shown, colorize(np.squeeze(target, -1) if target.ndim == 3 else target,
-                                     ignore_value), colorize(pred)]
+            cells = [
+                shown,
+                colorize(np.squeeze(target, -1) if target.ndim == 3 else target, ignore_value),
+                colorize(pred),
+            ]
         cells = [_upscale(_fit(c, shown.shape[:2])) for c in cells]
         pad = np.full((cells[0].shape[0], gap, 3), 255, np.uint8)
         rows.append(np.concatenate([x for c in cells for x in (c, pad)][:-1], axis=1))
@@ -86,8 +101,12 @@ def learning_curves(history: Mapping[str, Sequence[float]], metric: str, title: 
         for key, style in ((name, "-"), (f"val_{name}", "--")):
             values = history.get(key)
             if values:
-                ax.plot(range(1, len(values) + 1), values, style,
-                        label="validation" if key.startswith("val_") else "train")
+                ax.plot(
+                    range(1, len(values) + 1),
+                    values,
+                    style,
+                    label="validation" if key.startswith("val_") else "train",
+                )
         if name == "loss" and history.get("val_loss"):
             best = int(np.argmin(history["val_loss"])) + 1
             ax.axvline(best, color="grey", lw=0.8, ls=":", label=f"best epoch {best}")

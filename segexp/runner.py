@@ -90,33 +90,43 @@ def train(cfg: DictConfig) -> float | None:
     shape = input_spec(cfg)
     source = load_source(cfg.dataset, shape[:2], shape[2], seed)
 
-    from segexp.models import build_model
+    from segexp.models import build_model, input_range
 
     task = str(cfg.model.get("task", "segmentation"))
     model = build_model(cfg.model, shape, source.num_classes)
     head = head_of(model, task)
     epochs = int(cfg.trainer.epochs)
     batch_size = int(cfg.trainer.batch_size)
-    steps = cfg.trainer.get("steps_per_epoch") or max(1, math.ceil(source.sizes["train"]
-                                                                   / batch_size))
+    steps = cfg.trainer.get("steps_per_epoch") or max(
+        1, math.ceil(source.sizes["train"] / batch_size)
+    )
     model.compile(**compile_args(cfg, head, source, task, steps, epochs))
 
     crop = mask_crop(model)
     target = "image" if task == "reconstruction" else "mask"
     cache = cfg.dataset.get("cache", True)
+    weights = weight_fn(cfg, source)
+    scale = input_range(cfg.model)
     train_ds, val_ds, test_ds = (
         make_dataset(
-            source.splits[split], batch_size=batch_size, training=split == "train", seed=seed,
+            source.splits[split],
+            batch_size=batch_size,
+            training=split == "train",
+            seed=seed,
             augment=augment_fn(cfg) if split == "train" else None,
-            sample_weight_fn=weight_fn(cfg, source) if split == "train" else None,
-            cache=cache, mask_crop=crop, target=target,
+            sample_weight_fn=weights,
+            cache=cache,
+            input_scale=scale,
+            mask_crop=crop,
+            target=target,
         )
         for split in ("train", "val", "test")
     )
     sample_x, sample_y = _take(source.splits["val"], int(cfg.trainer.num_sample_images))
     if any(crop):
-        sample_y = sample_y[:, crop[0]: sample_y.shape[1] - crop[0],
-                            crop[1]: sample_y.shape[2] - crop[1]]
+        sample_y = sample_y[
+            :, crop[0] : sample_y.shape[1] - crop[0], crop[1] : sample_y.shape[2] - crop[1]
+        ]
 
     parent = cfg.tracking.get("parent_run_id")
     tags = {
@@ -127,18 +137,38 @@ def train(cfg: DictConfig) -> float | None:
         "git_commit": tracking.git_commit(),
         "output_dir": str(output_dir),
         **({"mlflow.parentRunId": parent} if parent else {}),
-        **OmegaConf.to_container(cfg.tracking.get("tags") or {}, resolve=True),
+        **OmegaConf.to_container(cfg.tracking.get("tags", {}), resolve=True),
     }
-    run = client.create_run(experiment.experiment_id, run_name=run_name(cfg, overrides),
-                            tags={k: str(v) for k, v in tags.items() if v is not None})
+    run = client.create_run(
+        experiment.experiment_id,
+        run_name=run_name(cfg, overrides),
+        tags={k: str(v) for k, v in tags.items() if v is not None},
+    )
     run_id = run.info.run_id
-    print(f"segexp: MLflow run {run_id} in {cfg.tracking.uri} (experiment "
-          f"{cfg.tracking.experiment!r}); outputs in {output_dir}", flush=True)
+    print(
+        f"segexp: MLflow run {run_id} in {cfg.tracking.uri} (experiment "
+        f"{cfg.tracking.experiment!r}); outputs in {output_dir}",
+        flush=True,
+    )
     with mlflow.start_run(run_id=run_id):
         try:
-            summary = _fit_and_log(cfg, client, run_id, model, source, task, head, overrides,
-                                   train_ds, val_ds, test_ds, sample_x, sample_y, steps,
-                                   output_dir)
+            summary = _fit_and_log(
+                cfg,
+                client,
+                run_id,
+                model,
+                source,
+                task,
+                head,
+                overrides,
+                train_ds,
+                val_ds,
+                test_ds,
+                sample_x,
+                sample_y,
+                steps,
+                output_dir,
+            )
         except KeyboardInterrupt:
             mlflow.end_run("KILLED")
             raise
@@ -149,8 +179,9 @@ def train(cfg: DictConfig) -> float | None:
     return _objective(cfg, summary)
 
 
-def compile_args(cfg: DictConfig, head: str, source, task: str, steps: int,
-                 epochs: int) -> dict[str, Any]:
+def compile_args(
+    cfg: DictConfig, head: str, source, task: str, steps: int, epochs: int
+) -> dict[str, Any]:
     """Optimizer, loss and metrics for ``model.compile``."""
     from segexp.metrics import build_metrics
     from segexp.optim import build_optimizer
@@ -160,12 +191,21 @@ def compile_args(cfg: DictConfig, head: str, source, task: str, steps: int,
         return {"optimizer": optimizer, "loss": "mse", "metrics": ["mae"]}
     from segexp.losses import build_loss
 
-    loss = build_loss(cfg.loss, head=head, num_classes=source.num_classes,
-                      ignore_value=source.ignore_value)
-    metrics = build_metrics(head=head, num_classes=source.num_classes,
-                            class_names=source.class_names, ignore_value=source.ignore_value)
-    return {"optimizer": optimizer, "loss": loss, "metrics": metrics,
-            "jit_compile": cfg.trainer.get("jit_compile", "auto")}
+    loss = build_loss(
+        cfg.loss, head=head, num_classes=source.num_classes, ignore_value=source.ignore_value
+    )
+    metrics = build_metrics(
+        head=head,
+        num_classes=source.num_classes,
+        class_names=source.class_names,
+        ignore_value=source.ignore_value,
+    )
+    return {
+        "optimizer": optimizer,
+        "loss": loss,
+        "metrics": metrics,
+        "jit_compile": cfg.trainer.get("jit_compile", "auto"),
+    }
 
 
 def augment_fn(cfg: DictConfig):
@@ -179,8 +219,9 @@ def weight_fn(cfg: DictConfig, source):
         return None
     from segexp.losses import sample_weight_fn
 
-    return sample_weight_fn(cfg.loss, num_classes=source.num_classes,
-                            ignore_value=source.ignore_value)
+    return sample_weight_fn(
+        cfg.loss, num_classes=source.num_classes, ignore_value=source.ignore_value
+    )
 
 
 def _log_lineage(client: MlflowClient, run_id: str, source) -> None:
@@ -197,8 +238,11 @@ def _log_lineage(client: MlflowClient, run_id: str, source) -> None:
     tracking.log_metrics(client, run_id, {f"class_frequency_{k}": v for k, v in freqs.items()})
     from mlflow.data.meta_dataset import MetaDataset
 
-    dataset = MetaDataset(_LocalSource(source.root or f"segexp://{source.name}"),
-                          name=source.name, digest=source.fingerprint[:36] or None)
+    dataset = MetaDataset(
+        _LocalSource(source.root or f"segexp://{source.name}"),
+        name=source.name,
+        digest=source.fingerprint[:36] or None,
+    )
     tracking.retry(mlflow.log_input, dataset, context="training")
 
 
@@ -231,8 +275,23 @@ class _LocalSource(DatasetSource):
         return cls(source_dict["uri"])
 
 
-def _fit_and_log(cfg, client, run_id, model, source, task, head, overrides, train_ds, val_ds,
-                 test_ds, sample_x, sample_y, steps, output_dir) -> dict[str, float]:
+def _fit_and_log(
+    cfg,
+    client,
+    run_id,
+    model,
+    source,
+    task,
+    head,
+    overrides,
+    train_ds,
+    val_ds,
+    test_ds,
+    sample_x,
+    sample_y,
+    steps,
+    output_dir,
+) -> dict[str, float]:
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     total = int(model.count_params())
     tracking.log_params(client, run_id, cfg)
@@ -240,20 +299,32 @@ def _fit_and_log(cfg, client, run_id, model, source, task, head, overrides, trai
     tracking.retry(client.log_text, run_id, _summary_text(model), "model_summary.txt")
     tracking.log_metrics(client, run_id, {"num_params": trainable, "num_params_total": total})
     _log_lineage(client, run_id, source)
+    _log_preview(cfg, source, output_dir)
 
     from segexp.callbacks import build_callbacks
+    from segexp.models import input_range
 
     epochs = int(cfg.trainer.epochs)
     logger = EpochLogger(
-        client, run_id, sample_images=sample_x, sample_targets=sample_y,
-        images_every=int(cfg.trainer.log_images_every), epochs=epochs,
-        batch_size=int(cfg.trainer.batch_size), task=task, head=head,
+        client,
+        run_id,
+        sample_images=sample_x,
+        sample_targets=sample_y,
+        images_every=int(cfg.trainer.log_images_every),
+        epochs=epochs,
+        batch_size=int(cfg.trainer.batch_size),
+        task=task,
+        head=head,
         ignore_value=source.ignore_value,
+        input_scale=input_range(cfg.model),
     )
     callbacks = [*build_callbacks(cfg.trainer, cfg.optimizer, output_dir=output_dir), logger]
     history = model.fit(
-        train_ds, validation_data=val_ds, epochs=epochs,
-        steps_per_epoch=cfg.trainer.get("steps_per_epoch"), callbacks=callbacks,
+        train_ds,
+        validation_data=val_ds,
+        epochs=epochs,
+        steps_per_epoch=cfg.trainer.get("steps_per_epoch"),
+        callbacks=callbacks,
         verbose=int(cfg.trainer.verbose),
     )
     summary = summarize_history(history.history)
@@ -264,14 +335,18 @@ def _fit_and_log(cfg, client, run_id, model, source, task, head, overrides, trai
         summary.update({f"test_{k}": float(v) for k, v in results.items()})
     tracking.log_metrics(client, run_id, summary)
     main_metric = "mae" if task == "reconstruction" else "accuracy"
-    figure = learning_curves(history.history, main_metric, title=f"{cfg.model.name} on "
-                             f"{source.name}")
+    figure = learning_curves(
+        history.history, main_metric, title=f"{cfg.model.name} on {source.name}"
+    )
     tracking.retry(mlflow.log_figure, figure, "learning_curves.png")
     if task == "reconstruction":
-        _log_latent(model, source)
+        _log_latent(model, source, input_range(cfg.model))
     if cfg.tracking.get("log_model", True):
-        tracking.log_model(model, inference_meta(cfg, model, source, head, task),
-                           cfg.tracking.get("registered_model_name"))
+        tracking.log_model(
+            model,
+            inference_meta(cfg, model, source, head, task),
+            cfg.tracking.get("registered_model_name"),
+        )
     buffer = io.StringIO()
     for key in sorted(summary):
         buffer.write(f"{key}: {summary[key]:.6g}\n")
@@ -281,24 +356,30 @@ def _fit_and_log(cfg, client, run_id, model, source, task, head, overrides, trai
 
 def inference_meta(cfg: DictConfig, model: keras.Model, source, head: str, task: str) -> dict:
     """What `segexp-predict` needs to preprocess new images like the training data."""
-    h, w, c = model.input_shape[1:4]
-    crop = mask_crop(model) if task == "segmentation" else (0, 0)
-    return {
-        "input_size": [int(h), int(w)],
-        "channels": int(c),
-        "normalization": "unit",
-        "num_classes": int(source.num_classes),
-        "class_names": list(source.class_names),
-        "head": head,
-        "task": task,
-        "required_multiple": int(2 ** int(cfg.model.get("depth", 0) or 0)),
-        "valid_padding": bool(any(crop)),
-        "output_crop": [int(crop[0]), int(crop[1])],
-        "ignore_value": source.ignore_value,
-    }
+    from segexp.models import input_range
+    from segexp.predict import inference_meta as meta_for
+
+    h, w, c = input_spec(cfg)
+    meta = meta_for(model, input_size=(h, w), channels=c, num_classes=source.num_classes,
+                    class_names=list(source.class_names), head=head, task=task,
+                    input_range=input_range(cfg.model))
+    meta["ignore_value"] = source.ignore_value
+    return meta
 
 
-def _log_latent(model: keras.Model, source) -> None:
+def _log_preview(cfg: DictConfig, source, output_dir: Path) -> None:
+    """The training samples the model will see (after augmentation), as an artifact."""
+    from segexp.preview import render_preview
+
+    path = render_preview(
+        source.splits["train"], source.class_names, 8, Path(output_dir) / "preview.png",
+        augment=augment_fn(cfg), seed=int(cfg.seed), ignore_value=source.ignore_value,
+        labels=(source.labels or {}).get("train"),
+    )
+    tracking.retry(mlflow.log_artifact, str(path))
+
+
+def _log_latent(model: keras.Model, source, input_scale: float = 1.0) -> None:
     """For an autoencoder with a 2-D latent layer, a scatter plot of the latent space."""
     try:
         latent = model.get_layer("latent")
@@ -310,7 +391,7 @@ def _log_latent(model: keras.Model, source) -> None:
 
     encoder = keras.Model(model.inputs, latent.output)
     images = np.concatenate([x for x, _ in source.splits["val"].batch(256).as_numpy_iterator()])
-    codes = encoder.predict(images, verbose=0)
+    codes = encoder.predict(images * input_scale, verbose=0).reshape(len(images), -1)
     labels = source.labels["val"]
     fig, ax = plt.subplots(figsize=(6, 5))
     points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=6)

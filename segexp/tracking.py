@@ -28,8 +28,10 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
                 if response.status != 200:
-                    raise TrackingError(f"tracking.uri={redact(uri)}: /health answered "
-                                        f"{response.status}, expected 200")
+                    raise TrackingError(
+                        f"tracking.uri={redact(uri)}: /health answered "
+                        f"{response.status}, expected 200"
+                    )
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise TrackingError(
@@ -62,10 +64,21 @@ def retry(fn: Callable, *args: Any, attempts: int = 4, delay: float = 0.5, **kwa
 def git_commit() -> str | None:
     """The current commit when the code runs from a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                             text=True, timeout=5, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -88,8 +101,11 @@ def log_metrics(
     client: MlflowClient, run_id: str, metrics: dict[str, float], step: int | None = None
 ) -> None:
     now = int(time.time() * 1000)
-    items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()
-             if v is not None and _is_number(v)]
+    items = [
+        Metric(k, float(v), now, step or 0)
+        for k, v in metrics.items()
+        if v is not None and _is_number(v)
+    ]
     for i in range(0, len(items), 1000):
         retry(client.log_batch, run_id, metrics=items[i : i + 1000])
 
@@ -108,8 +124,12 @@ def log_config(
     """The resolved config and the overrides, as YAML artifacts (secrets redacted)."""
     text = redact(OmegaConf.to_yaml(cfg, resolve=True))
     retry(client.log_text, run_id, text, "config.yaml")
-    retry(client.log_text, run_id, OmegaConf.to_yaml(OmegaConf.create(
-        [redact(o) for o in overrides])), "overrides.yaml")
+    retry(
+        client.log_text,
+        run_id,
+        OmegaConf.to_yaml(OmegaConf.create([redact(o) for o in overrides])),
+        "overrides.yaml",
+    )
 
 
 def make_callback(client: MlflowClient, run_id: str, **kwargs: Any):

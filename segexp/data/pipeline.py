@@ -29,13 +29,15 @@ def make_dataset(
     mask_crop: tuple[int, int] | None = None,
     target: str = "mask",
     shuffle_buffer: int = 4096,
+    input_scale: float = 1.0,
 ) -> tf.data.Dataset:
     """Batch an unbatched ``(image, mask)`` split for ``model.fit``.
 
     Decoding and resizing happen once (before ``cache``); augmentation runs after the cache on
     every epoch, in parallel, with a per-sample stateless seed drawn from ``seed`` so the whole
     stream is reproducible. ``cache`` is True (memory), False, or a file path prefix (disk).
-    ``target="image"`` makes the image its own target (autoencoders).
+    ``target="image"`` makes the image its own target (autoencoders). ``input_scale``
+    multiplies the model input (255 for models that rescale raw pixels themselves).
     """
     if cache is True:
         ds = ds.cache()
@@ -55,9 +57,17 @@ def make_dataset(
     else:
         if mask_crop is not None and any(mask_crop):
             crop = tuple(int(c) for c in mask_crop)
-            ds = ds.map(lambda image, mask: (image, center_crop_mask(mask, crop)),
-                        num_parallel_calls=AUTOTUNE)
+            ds = ds.map(
+                lambda image, mask: (image, center_crop_mask(mask, crop)),
+                num_parallel_calls=AUTOTUNE,
+            )
         if sample_weight_fn is not None:
-            ds = ds.map(lambda image, mask: (image, mask, sample_weight_fn(mask)),
-                        num_parallel_calls=AUTOTUNE, deterministic=True)
+            ds = ds.map(
+                lambda image, mask: (image, mask, sample_weight_fn(mask)),
+                num_parallel_calls=AUTOTUNE,
+                deterministic=True,
+            )
+    if input_scale != 1.0:
+        scale = float(input_scale)
+        ds = ds.map(lambda image, *rest: (image * scale, *rest), num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size).prefetch(AUTOTUNE)

@@ -55,8 +55,10 @@ def _shape_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         cross = (px[j] - px[i]) * (yy - py[i]) - (py[j] - py[i]) * (xx - px[i])
         s = cross >= 0
         if sign is None:
-            sign = np.sign((px[j] - px[i]) * (py[(i + 2) % 3] - py[i]) - (py[j] - py[i]) * (
-                px[(i + 2) % 3] - px[i]))
+            sign = np.sign(
+                (px[j] - px[i]) * (py[(i + 2) % 3] - py[i])
+                - (py[j] - py[i]) * (px[(i + 2) % 3] - px[i])
+            )
         inside &= s if sign >= 0 else ~s
     return inside
 
@@ -79,8 +81,9 @@ def make_sample(
     stripes_a = rng.uniform(0, np.pi)
     stripes = np.sin(2 * np.pi * stripes_f * (xx * np.cos(stripes_a) + yy * np.sin(stripes_a)))
     base = rng.uniform(0.35, 0.6)
-    background = (base + illumination + 0.08 * _smooth_field(rng, (h, w), max(h, w) / 16)
-                  + 0.04 * stripes)
+    background = (
+        base + illumination + 0.08 * _smooth_field(rng, (h, w), max(h, w) / 16) + 0.04 * stripes
+    )
     # Objects: own brightness (overlapping the background's range) and a fine speckle texture.
     objects = np.zeros((h, w), bool)
     alpha_total = np.zeros((h, w), np.float32)
@@ -90,8 +93,8 @@ def make_sample(
         if not shape.any():
             continue
         alpha = ndimage.gaussian_filter(shape.astype(np.float32), 1.0)
-        brightness = base + rng.choice([-1.0, 1.0]) * rng.uniform(0.12, 0.3)
-        texture = 0.1 * _smooth_field(rng, (h, w), 0.7)
+        brightness = base + rng.choice([-1.0, 1.0]) * rng.uniform(0.18, 0.35)
+        texture = 0.08 * _smooth_field(rng, (h, w), 0.7)
         image = image * (1 - alpha) + (brightness + texture) * alpha
         objects |= shape
         alpha_total = np.maximum(alpha_total, alpha)
@@ -179,8 +182,8 @@ def load(cfg: DictConfig, image_size: tuple[int, int], channels: int, seed: int)
         fingerprint=digest,
         extra={
             "class_frequencies": {
-                c: float(f) for c, f in zip(class_names, frequencies / frequencies.sum(),
-                                            strict=True)
+                c: float(f)
+                for c, f in zip(class_names, frequencies / frequencies.sum(), strict=True)
             }
         },
     )

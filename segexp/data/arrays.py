@@ -1,0 +1,336 @@
+"""NumPy arrays: ``.npy`` / ``.npz`` images and masks (``dataset=arrays dataset.root=<dir>``).
+
+Masks are index masks ``[N, H, W]`` / ``[N, H, W, 1]`` (mapped through ``mask_values``) or
+one-hot ``[N, H, W, K]`` (argmax; the channel is the class, as in the lecture notes'
+``seg_training.npy``). ``.npy`` files are memory-mapped, so arrays larger than RAM stream
+sample by sample; ``.npz`` members are loaded into memory.
+
+Also the in-memory backend of the TIFF-stack (isbi2012) and MNIST loaders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segexp.data import decode
+from segexp.data import split as splitlib
+from segexp.data.folder import class_info, fill_value, geometry, index_dataset, opt, resolve
+from segexp.data.source import DataSource
+from segexp.errors import ConfigError, DataError
+
+LAYOUT = (
+    "<root>/images_training.npy and <root>/seg_training.npy (or .npz with "
+    "dataset.images_key/masks_key): images [N,H,W(,C)], masks [N,H,W] index or "
+    "[N,H,W,K] one-hot"
+)
+CHUNK = 64
+
+
+def load_array(path: Path, key: str | None = None, what: str = "array") -> np.ndarray:
+    """Load a ``.npy`` (memory-mapped) or one member of a ``.npz``; DataError naming the file."""
+    if not path.is_file():
+        raise DataError(f"{what} file {path} does not exist; expected {LAYOUT}")
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                keys = list(npz.keys())
+                if key is None:
+                    if len(keys) != 1:
+                        raise DataError(
+                            f"{path} holds arrays {keys}; choose one with dataset.{what}_key"
+                        )
+                    key = keys[0]
+                if key not in keys:
+                    raise DataError(f"{path} has no array {key!r} (has {keys})")
+                return np.asarray(npz[key])
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except DataError:
+        raise
+    except Exception as err:
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"cannot read {path}: corrupt or not a NumPy file ({msg})") from None
+
+
+def image_scaler(images: np.ndarray) -> tuple[float, float]:
+    """``(offset, divisor)`` that bring the whole image array into ``[0, 1]`` (dtype range for
+    integers; floats kept when in [0, 1], /255 when in [0, 255], else min-max over the array)."""
+    if images.dtype == bool:
+        return 0.0, 1.0
+    if images.dtype in (np.uint8, np.int8):
+        return 0.0, 255.0
+    if images.dtype in (np.uint16, np.int16):
+        return 0.0, 65535.0
+    lo, hi = np.inf, -np.inf
+    for start in range(0, len(images), 1024):
+        part = np.asarray(images[start : start + 1024])
+        if part.size:
+            lo, hi = min(lo, float(np.nanmin(part))), max(hi, float(np.nanmax(part)))
+    if not np.isfinite(lo):
+        return 0.0, 1.0
+    if lo >= 0 and hi <= 1:
+        return 0.0, 1.0
+    if lo >= 0 and hi <= 255:
+        return 0.0, 255.0
+    return lo, max(hi - lo, 1e-12)
+
+
+def _mask_format(masks: np.ndarray, cfg: Any, num_classes: int, name: str) -> str:
+    fmt = str(opt(cfg, "mask_format", "auto"))
+    if fmt not in ("auto", "index", "onehot"):
+        raise ConfigError(f"dataset.mask_format={fmt!r}: expected auto, index or onehot")
+    if fmt == "auto":
+        fmt = "onehot" if masks.ndim == 4 and masks.shape[-1] > 1 else "index"
+    if fmt == "onehot":
+        if masks.ndim != 4:
+            raise DataError(f"{name}: one-hot masks must be [N,H,W,K], got {masks.shape}")
+        if masks.shape[-1] != num_classes:
+            raise ConfigError(
+                f"{name}: one-hot masks have {masks.shape[-1]} channels but "
+                f"dataset.num_classes={num_classes}"
+            )
+    elif not (masks.ndim == 3 or (masks.ndim == 4 and masks.shape[-1] == 1)):
+        raise DataError(f"{name}: index masks must be [N,H,W] or [N,H,W,1], got {masks.shape}")
+    return fmt
+
+
+def _ids(raw: np.ndarray, fmt: str, mask_map: decode.MaskMap) -> np.ndarray:
+    """Class ids ``[n, H, W]`` of a chunk of masks; -1 marks invalid pixels."""
+    if fmt == "onehot":
+        raw = np.asarray(raw)
+        ids = np.argmax(raw, axis=-1).astype(np.int32)
+        empty = ~np.any(raw > 0, axis=-1)
+        ids[empty] = -1 if mask_map.ignore_value is None else mask_map.ignore_value
+        return ids
+    raw = np.asarray(raw)
+    if raw.ndim == 4:
+        raw = raw[..., 0]
+    return mask_map.apply(decode.integral(raw))
+
+
+def build_array_source(
+    name: str,
+    images: np.ndarray,
+    masks: np.ndarray | None,
+    cfg: Any,
+    image_size: tuple[int, int],
+    channels: int,
+    seed: int,
+    *,
+    root: str | None,
+    names: tuple[str, str] = ("images", "masks"),
+    split_idx: Mapping[str, np.ndarray] | None = None,
+    labels: np.ndarray | None = None,
+    fingerprint: str = "",
+    num_classes: int | None = None,
+    class_names: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> DataSource:
+    """Validate arrays and wrap them as a :class:`DataSource`.
+
+    ``masks=None`` gives all-zero dummy masks (reconstruction tasks). ``split_idx`` fixes the
+    splits; otherwise they are drawn from ``cfg.split`` and ``seed``.
+    """
+    if num_classes is None or class_names is None:
+        num_classes, class_names = class_info(cfg)
+    mask_map = decode.mask_map_from_cfg(cfg, num_classes)
+    if images.ndim not in (3, 4):
+        raise DataError(f"{names[0]}: images must be [N,H,W] or [N,H,W,C], got {images.shape}")
+    n = len(images)
+    skipped: list[str] = []
+    counts = np.zeros((n, num_classes), np.int64)
+    ignored = 0
+    fmt = "none"
+    bad: list[tuple[int, str]] = []
+    if masks is not None:
+        if len(masks) != n:
+            raise DataError(f"{names[0]} has {n} samples but {names[1]} has {len(masks)}")
+        if tuple(masks.shape[1:3]) != tuple(images.shape[1:3]):
+            raise DataError(
+                f"{names[0]} ({images.shape[1]}x{images.shape[2]}) and {names[1]} "
+                f"({masks.shape[1]}x{masks.shape[2]}) differ in size"
+            )
+        fmt = _mask_format(masks, cfg, num_classes, names[1])
+        for start in range(0, n, CHUNK):
+            raw = np.asarray(masks[start : start + CHUNK])
+            if fmt == "index":
+                plane = raw[..., 0] if raw.ndim == 4 else raw
+                plane = decode.integral(plane, names[1])
+                for j in range(len(plane)):
+                    values = mask_map.invalid_values(plane[j])
+                    if values:
+                        bad.append(
+                            (
+                                start + j,
+                                f"{names[1]}[{start + j}] has values {values} "
+                                f"outside the class map (accepted stored values "
+                                f"{mask_map.describe()}; set dataset.mask_values)",
+                            )
+                        )
+                ids = mask_map.apply(plane)
+            else:
+                ids = _ids(raw, fmt, mask_map)
+                for j in np.flatnonzero((ids < 0).reshape(len(ids), -1).any(axis=1)):
+                    bad.append(
+                        (
+                            start + int(j),
+                            f"{names[1]}[{start + int(j)}] is one-hot with "
+                            "unlabelled pixels (all channels 0); set dataset.ignore_value",
+                        )
+                    )
+            for j in range(len(ids)):
+                c = mask_map.class_counts(ids[j])
+                counts[start + j] = c
+                ignored += int(ids[j].size - c.sum())
+        if bad:
+            if not bool(opt(cfg, "skip_bad", False)):
+                more = f" (and {len(bad) - 1} more bad sample(s))" if len(bad) > 1 else ""
+                raise DataError(f"{bad[0][1]}{more}; dataset.skip_bad=true skips bad samples")
+            skipped = [msg for _, msg in bad]
+    bad_idx = {i for i, _ in bad}
+    keep = np.array([i for i in range(n) if i not in bad_idx], np.int64)
+    if split_idx is None:
+        fractions = splitlib.split_fractions(cfg.get("split"))
+        local = splitlib.split_indices(len(keep), fractions, seed)
+        split_idx = {k: keep[v] for k, v in local.items()}
+    else:
+        split_idx = {
+            k: np.asarray([i for i in v if int(i) not in bad_idx], np.int64)
+            for k, v in split_idx.items()
+        }
+    split_idx = dict(split_idx)
+    split_idx["train"] = splitlib.limit(split_idx["train"], cfg.get("train_size"), seed)
+    offset, divisor = image_scaler(images)
+    zeros = np.zeros(images.shape[1:3] + (1,), np.int32)
+
+    def load_fn(i: int) -> tuple[np.ndarray, np.ndarray]:
+        image = (np.asarray(images[i], np.float32) - offset) / divisor
+        image = decode.convert_channels(np.clip(image, 0.0, 1.0), channels, f"{names[0]}[{i}]")
+        if masks is None:
+            return image, zeros
+        return image, _ids(np.asarray(masks[i : i + 1]), fmt, mask_map)[0][..., None]
+
+    tile = opt(cfg, "tile")
+    per_image = decode.tiles_per_image(tuple(images.shape[1:3]), tile)
+    if tile and per_image == 0:
+        raise ConfigError(
+            f"dataset.tile={tile} is larger than the images ({images.shape[1]}x{images.shape[2]})"
+        )
+    splits, sizes = {}, {}
+    fill = fill_value(cfg)
+    for key in splitlib.SPLITS:
+        idx = np.asarray(split_idx.get(key, np.zeros(0, np.int64)), np.int64)
+        split_idx[key] = idx
+        ds = index_dataset(n, load_fn, channels, idx)
+        splits[key] = geometry(ds, cfg, image_size, fill)
+        sizes[key] = int(len(idx) * per_image)
+    info: dict[str, Any] = {
+        "num_samples": int(len(keep)),
+        "image_shapes": f"{images.shape[1]}x{images.shape[2]}",
+        "mask_format": fmt,
+        "skipped": skipped,
+        "num_skipped": len(skipped),
+    }
+    if masks is not None:
+        info.update(
+            splitlib.lineage(
+                sizes,
+                counts[split_idx["train"]].sum(axis=0),
+                counts[keep].sum(axis=0),
+                class_names,
+                ignored=ignored,
+                total_pixels=n * images.shape[1] * images.shape[2],
+            )
+        )
+    else:
+        info["split_sizes"] = dict(sizes)
+    info.update(extra or {})
+    split_labels = None
+    if labels is not None:
+        split_labels = {k: np.asarray(labels)[split_idx[k]] for k in splitlib.SPLITS}
+    return DataSource(
+        name=name,
+        splits=splits,
+        sizes=sizes,
+        num_classes=num_classes,
+        class_names=list(class_names),
+        channels=channels,
+        ignore_value=cfg.get("ignore_value"),
+        root=root,
+        fingerprint=fingerprint,
+        labels=split_labels,
+        extra=info,
+    )
+
+
+def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> DataSource:
+    """Load images and masks from ``.npy`` / ``.npz`` files under ``cfg.root``."""
+    root = cfg.get("root")
+    if root in (None, "", "???"):
+        raise ConfigError(f"dataset.root is not set for dataset=arrays; expected {LAYOUT}")
+    root_path = Path(str(root)).expanduser()
+    if not root_path.exists():
+        raise DataError(f"dataset root {root_path} does not exist; expected {LAYOUT}")
+    paths = {k: resolve(root_path, cfg.get(k)) for k in ("images", "masks") if cfg.get(k)}
+    if len(paths) < 2:
+        raise ConfigError(f"dataset=arrays needs dataset.images and dataset.masks; {LAYOUT}")
+    images = load_array(paths["images"], cfg.get("images_key"), "images")
+    masks = load_array(paths["masks"], cfg.get("masks_key"), "masks")
+    files = [paths["images"], paths["masks"]]
+    labels = None
+    if cfg.get("labels"):
+        paths["labels"] = resolve(root_path, cfg.labels)
+        labels = np.asarray(load_array(paths["labels"], cfg.get("labels_key"), "labels"))
+        if len(labels) != len(images):
+            raise DataError(f"{paths['labels']} has {len(labels)} labels for {len(images)} images")
+        files.append(paths["labels"])
+    split_idx = None
+    if cfg.get("test_images") and cfg.get("test_masks"):
+        # A separate test set: appended after the main arrays, val carved from the rest.
+        t_img_path = resolve(root_path, cfg.test_images)
+        t_mask_path = resolve(root_path, cfg.test_masks)
+        t_images = load_array(t_img_path, cfg.get("images_key"), "images")
+        t_masks = load_array(t_mask_path, cfg.get("masks_key"), "masks")
+        files += [t_img_path, t_mask_path]
+        n = len(images)
+        images = np.concatenate([images, t_images])
+        masks = np.concatenate([masks, t_masks])
+        fractions = splitlib.split_fractions(cfg.get("split"))
+        val_share = fractions["val"] / (fractions["train"] + fractions["val"])
+        train, val = splitlib.carve(np.arange(n), val_share, seed)
+        split_idx = {"train": train, "val": val, "test": np.arange(n, len(images))}
+        if labels is not None:
+            labels = np.concatenate([labels, np.full(len(t_images), -1, labels.dtype)])
+    mode = str(opt(cfg, "fingerprint", "content"))
+    fingerprint = (
+        ""
+        if mode == "none"
+        else splitlib.fingerprint_files(
+            files, root=None, mode="stat" if mode == "stat" else "content"
+        )
+    )
+    return build_array_source(
+        str(opt(cfg, "name", "arrays")),
+        images,
+        masks,
+        cfg,
+        image_size,
+        channels,
+        seed,
+        root=str(root_path),
+        names=(
+            _label(paths["images"], cfg.get("images_key")),
+            _label(paths["masks"], cfg.get("masks_key")),
+        ),
+        split_idx=split_idx,
+        labels=labels,
+        fingerprint=fingerprint,
+        extra={"files": [str(f) for f in files]},
+    )
+
+
+def _label(path: Path, key: str | None) -> str:
+    return f"{path.name}:{key}" if key and path.suffix.lower() == ".npz" else path.name

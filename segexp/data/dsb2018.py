@@ -1,0 +1,80 @@
+"""Kaggle Data Science Bowl 2018 nuclei (``stage1_train``).
+
+Layout: ``<root>/<id>/images/<id>.png`` and ``<root>/<id>/masks/*.png``, one mask file per
+nucleus; the masks of a sample are merged (maximum) into one binary mask. ``root`` may be the
+``stage1_train`` folder itself or its parent. Images are RGBA PNGs of many sizes: alpha is
+dropped, the model size is reached by ``resize`` (or ``crop``/``pad``). Files are streamed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segexp.data.folder import (
+    Sample,
+    build_file_source,
+    check_unpaired,
+    list_files,
+    opt,
+    require_root,
+)
+from segexp.data.source import DataSource
+from segexp.errors import DataError
+
+LAYOUT = "<root>/<id>/images/<id>.png and <root>/<id>/masks/*.png (Kaggle stage1_train)"
+WHERE = (
+    "the data set comes from the Kaggle Data Science Bowl 2018 "
+    "(https://www.kaggle.com/c/data-science-bowl-2018/data, stage1_train.zip)"
+)
+
+
+def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> DataSource:
+    """Load the nuclei samples, merging each sample's per-nucleus masks."""
+    root = require_root(cfg, dataset="dsb2018", layout=LAYOUT, where=WHERE)
+    sub = str(opt(cfg, "subset", "stage1_train"))
+    if (root / sub).is_dir():
+        root = root / sub
+    dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    dirs = [d for d in dirs if (d / "images").is_dir() or (d / "masks").is_dir()]
+    if not dirs:
+        raise DataError(f"no sample folders in {root}; expected {LAYOUT}; {WHERE}")
+    samples, lonely_images, lonely_masks = [], [], []
+    for d in dirs:
+        images = list_files(d / "images") if (d / "images").is_dir() else []
+        masks = list_files(d / "masks") if (d / "masks").is_dir() else []
+        preferred = [p for p in images if p.stem == d.name]
+        image = preferred[0] if preferred else images[0] if len(images) == 1 else None
+        if image is None and len(images) > 1:
+            raise DataError(
+                f"{d / 'images'} holds {len(images)} images and none is named "
+                f"{d.name}.png; expected {LAYOUT}"
+            )
+        if image is None:
+            lonely_masks.append(f"{d.name}/masks")
+        elif not masks:
+            lonely_images.append(f"{d.name}/images/{image.name}")
+        else:
+            samples.append(Sample(d.name, image, masks))
+    skipped: list[str] = []
+    check_unpaired(
+        lonely_images,
+        lonely_masks,
+        skip_bad=bool(opt(cfg, "skip_bad", False)),
+        skipped=skipped,
+        images_dir=root,
+        masks_dir=root,
+        hint="each <id>/ needs images/<id>.png and masks/*.png",
+    )
+    if not samples:
+        raise DataError(f"no usable samples in {root}; expected {LAYOUT}")
+    return build_file_source(
+        "dsb2018",
+        samples,
+        cfg,
+        image_size,
+        channels,
+        seed,
+        root=root,
+        skipped=skipped,
+        extra={"mask_files": sum(len(s.masks) for s in samples)},
+    )

@@ -1,0 +1,404 @@
+"""Inference core: image reading, overlap-tile (sliding-window) prediction, flip TTA, outputs.
+
+Images of any size are segmented with the training input size as the tile: the image is
+mirror-padded (reflect) at its borders as in the U-Net paper, cut into overlapping tiles
+whose predictions are blended with Gaussian (or uniform) weights, and cropped back to the
+image size. Valid-padding networks (output tile smaller than the input tile) get the
+missing context from the mirror padding, so their output tiles cover the whole image.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segexp.errors import ConfigError, DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm")
+NORMALIZATIONS = ("unit", "none")
+BLENDS = ("gaussian", "mean")
+
+# Flip variants for test-time augmentation, as NHWC axes to flip: identity, vertical, horizontal,
+# both. Every flip is its own inverse, so the prediction is flipped back with the same axes.
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (1,), (2,), (1, 2))
+
+# Distinct colours for classes 1..20 (class 0, the background, is black).
+_BASE_COLOURS = [
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
+    (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
+]  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------
+
+
+def read_image(path: str | Path, channels: int) -> np.ndarray:
+    """Read an image file as an ``[H, W, channels]`` array in its own dtype (uint8, uint16, ...).
+
+    Grayscale, RGB, RGBA, palette, CMYK and 16-bit images are converted to ``channels``
+    (1, 3 or 4): palette images are expanded, RGBA drops alpha for RGB, colour becomes luminance
+    for grayscale. Raises DataError naming the file when it cannot be decoded.
+    """
+    path = Path(path)
+    try:
+        arr = _read_with_pil(path, channels)
+    except Exception as err:  # noqa: BLE001 - any decoder failure is a data error for this file
+        if path.suffix.lower() in (".tif", ".tiff"):
+            try:
+                import tifffile
+
+                arr = _channels_last(np.asarray(tifffile.imread(str(path))))
+            except Exception:  # noqa: BLE001
+                raise DataError(f"{path}: cannot read image ({_one_line(err)})") from None
+        else:
+            raise DataError(f"{path}: cannot read image ({_one_line(err)})") from None
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise DataError(f"{path}: expected a 2-D image, got array of shape {arr.shape}")
+    return convert_channels(arr, channels, name=str(path))
+
+
+def _read_with_pil(path: Path, channels: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()  # decode now, so a truncated/corrupt file fails here
+        mode = img.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            arr = np.asarray(img)
+            if mode == "I" and arr.size and arr.min() >= 0 and arr.max() <= 65535:
+                arr = arr.astype(np.uint16)
+            return arr
+        if mode == "P":
+            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        target = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
+        if target is None:
+            return np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img)
+        if img.mode != target:
+            if target == "L" and img.mode in ("RGBA", "LA"):
+                img = img.convert("RGB" if img.mode == "RGBA" else "L")
+            img = img.convert(target)
+        return np.asarray(img)
+
+
+def _channels_last(arr: np.ndarray) -> np.ndarray:
+    """TIFF stacks may be channels-first or multi-page: keep one 2-D image, channels last."""
+    while arr.ndim > 3:
+        arr = arr[0]
+    if arr.ndim == 3 and arr.shape[0] <= 4 and arr.shape[-1] > 4:
+        arr = np.moveaxis(arr, 0, -1)
+    return arr
+
+
+def convert_channels(arr: np.ndarray, channels: int, *, name: str = "image") -> np.ndarray:
+    """Convert an ``[H, W, c]`` array to ``[H, W, channels]`` (gray <-> RGB, alpha dropped)."""
+    c = arr.shape[-1]
+    if c == channels:
+        return arr
+    if c == 2:  # gray + alpha
+        arr, c = arr[..., :1], 1
+    if c == 4 and channels in (1, 3):
+        arr, c = arr[..., :3], 3
+    if c == channels:
+        return arr
+    if c == 1:
+        out = np.repeat(arr, min(channels, 3), axis=-1)
+        if channels == 4:
+            alpha = np.full_like(arr, _dtype_max(arr.dtype))
+            out = np.concatenate([out, alpha], axis=-1)
+        if out.shape[-1] == channels:
+            return out
+    if c == 3 and channels == 1:
+        lum = arr.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        return _round_to(lum, arr.dtype)[..., None]
+    if c == 3 and channels == 4:
+        alpha = np.full(arr.shape[:2] + (1,), _dtype_max(arr.dtype), arr.dtype)
+        return np.concatenate([arr, alpha], axis=-1)
+    raise DataError(f"{name}: cannot convert an image with {c} channels to {channels} channels")
+
+
+def _dtype_max(dtype: np.dtype) -> float:
+    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+
+
+def _round_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+def normalize(arr: np.ndarray, normalization: str) -> np.ndarray:
+    """Scale raw pixel values like training did: ``unit`` maps integer images to [0, 1]."""
+    if normalization == "none":
+        return arr.astype(np.float32)
+    if normalization != "unit":
+        raise ConfigError(f"normalization={normalization!r}: expected one of {NORMALIZATIONS}")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.integer):
+        scale = 255.0 if arr.size and arr.max() <= 255 and arr.dtype != np.uint16 else 65535.0
+        return np.clip(arr.astype(np.float32) / scale, 0.0, 1.0)
+    return arr.astype(np.float32)  # float images are taken as already in [0, 1]
+
+
+def display_rgb(arr: np.ndarray) -> np.ndarray:
+    """An ``[H, W, 3]`` uint8 rendering of a raw image array (for overlays)."""
+    if arr.dtype != np.uint8:
+        a = arr.astype(np.float32)
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
+        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+        arr = np.rint(a * 255).astype(np.uint8)
+    return convert_channels(arr, 3) if arr.shape[-1] != 3 else arr
+
+
+def palette_colours(num_classes: int) -> np.ndarray:
+    """``[num_classes, 3]`` uint8 colours: black for class 0, then distinct hues."""
+    colours = [(0, 0, 0), *_BASE_COLOURS]
+    i = 0
+    while len(colours) < num_classes:
+        h = (i * 0.618033988749895) % 1.0
+        r, g, b = colorsys.hsv_to_rgb(h, 0.75, 0.95)
+        colours.append((round(r * 255), round(g * 255), round(b * 255)))
+        i += 1
+    return np.asarray(colours[: max(num_classes, 1)], dtype=np.uint8)
+
+
+def overlay(rgb: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = 0.45) -> np.ndarray:
+    """Blend class colours over an RGB image wherever the mask is not background (0)."""
+    colours = palette_colours(max(num_classes, int(mask.max()) + 1))
+    out = rgb.astype(np.float32)
+    fg = mask > 0
+    out[fg] = (1 - alpha) * out[fg] + alpha * colours[mask[fg]].astype(np.float32)
+    return np.rint(out).astype(np.uint8)
+
+
+def save_mask(mask: np.ndarray, path: str | Path, *, num_classes: int, palette: bool) -> None:
+    """Write class ids as a PNG: L-mode raw ids, or P-mode with a colour per class."""
+    from PIL import Image
+
+    if num_classes > 256 or mask.max(initial=0) > 255:
+        if palette:
+            raise ConfigError(
+                f"palette=true: palette PNGs hold at most 256 classes, not {num_classes}"
+            )
+        Image.fromarray(mask.astype(np.uint16)).save(path)
+        return
+    img = Image.fromarray(mask.astype(np.uint8), mode="L")
+    if palette:
+        img = img.convert("P")
+        pal = np.zeros((256, 3), np.uint8)
+        pal[:num_classes] = palette_colours(num_classes)
+        img.putpalette(pal.reshape(-1).tolist())
+    img.save(path)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Tiling
+# --------------------------------------------------------------------------------------------
+
+
+def gaussian_weights(shape: tuple[int, int], sigma_scale: float = 1 / 8) -> np.ndarray:
+    """Separable Gaussian blending weights ``[h, w]`` (max 1, centre-peaked, strictly > 0)."""
+    axes = []
+    for n in shape:
+        x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+        sigma = max(n * sigma_scale, 1e-6)
+        axes.append(np.exp(-0.5 * (x / sigma) ** 2))
+    w = np.outer(axes[0], axes[1])
+    w /= w.max()
+    return np.maximum(w, 1e-4).astype(np.float32)
+
+
+def tile_positions(length: int, tile: int, stride: int) -> tuple[list[int], int]:
+    """Tile starts along one axis and the covered length (>= ``length``; the excess is padding).
+
+    Starts are multiples of ``stride`` so the down-sampling grid of every tile lines up with the
+    one of a whole-image prediction.
+    """
+    if length <= tile:
+        return [0], tile
+    n = math.ceil((length - tile) / stride) + 1
+    return [i * stride for i in range(n)], tile + (n - 1) * stride
+
+
+def overlap_pixels(tile_overlap: float, tile: int) -> int:
+    """``tile_overlap`` < 1 is a fraction of the (output) tile, otherwise a number of pixels."""
+    if tile_overlap < 0:
+        raise ConfigError(f"tile_overlap={tile_overlap}: expected a fraction in [0, 1) or pixels")
+    px = round(tile_overlap * tile) if tile_overlap < 1 else int(tile_overlap)
+    if px >= tile:
+        raise ConfigError(
+            f"tile_overlap={tile_overlap}: {px} px overlap must be smaller than the {tile} px tile"
+        )
+    return px
+
+
+def mirror_pad(arr: np.ndarray, pad_h: tuple[int, int], pad_w: tuple[int, int]) -> np.ndarray:
+    """Reflect-pad an ``[H, W, C]`` image (repeating the reflection when the pad is larger)."""
+    pads = [pad_h, pad_w, (0, 0)]
+    for axis in (0, 1):
+        if arr.shape[axis] < 2 and any(pads[axis]):
+            arr = np.pad(arr, [pads[i] if i == axis else (0, 0) for i in range(3)], mode="edge")
+            pads[axis] = (0, 0)
+    return np.pad(arr, pads, mode="reflect") if any(map(any, pads)) else arr
+
+
+def call_model(model: Any, batch: np.ndarray, *, compiled: bool = False) -> np.ndarray:
+    """First output of ``model`` on ``batch`` as float32 numpy (``compiled``: the traced
+    predict function, else an eager call); silences Keras' input-structure warning for models
+    whose single input was given as a list."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The structure of `inputs`")
+        out = model.predict_on_batch(batch) if compiled else model(batch, training=False)
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    return np.asarray(out, dtype=np.float32)
+
+
+@dataclass
+class TiledPredictor:
+    """Segment images of any size with a Keras model by overlap-tile inference.
+
+    ``tile`` is the network input size ``(h, w)``; the output tile (smaller for valid-padding
+    networks) and the class-channel count are measured with one forward pass of zeros.
+    """
+
+    model: Any
+    tile: tuple[int, int]
+    channels: int
+    head: str = "softmax"
+    num_classes: int = 2
+    required_multiple: int = 1
+    tile_overlap: float = 0.25
+    blend: str = "gaussian"
+    tta: bool = False
+    batch_size: int = 8
+    threshold: float = 0.5
+    out_tile: tuple[int, int] = field(init=False)
+    crop: tuple[int, int] = field(init=False)
+    out_channels: int = field(init=False)
+    stride: tuple[int, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.blend not in BLENDS:
+            raise ConfigError(f"blend={self.blend!r}: expected one of {list(BLENDS)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size}: expected a positive integer")
+        self.tile = (int(self.tile[0]), int(self.tile[1]))
+        probe = call_model(self.model, np.zeros((1, *self.tile, self.channels), np.float32))
+        if probe.ndim != 4:
+            raise ConfigError(f"model output has shape {probe.shape}: expected [batch, H, W, K]")
+        oh, ow, self.out_channels = probe.shape[1:]
+        dh, dw = self.tile[0] - oh, self.tile[1] - ow
+        if dh < 0 or dw < 0 or dh % 2 or dw % 2:
+            raise ConfigError(
+                f"model maps a {self.tile} tile to {(oh, ow)}: expected the same size or a "
+                "symmetric crop (valid padding)"
+            )
+        self.out_tile, self.crop = (oh, ow), (dh // 2, dw // 2)
+        m = max(int(self.required_multiple), 1)
+        strides = []
+        for o in self.out_tile:
+            s = o - overlap_pixels(float(self.tile_overlap), o)
+            strides.append(s // m * m if s >= m else s)
+        self.stride = (strides[0], strides[1])
+        if self.blend == "gaussian":
+            self._weights = gaussian_weights(self.out_tile)
+        else:
+            self._weights = np.ones(self.out_tile, np.float32)
+
+    # -- network calls -----------------------------------------------------------------------
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        out = call_model(self.model, batch, compiled=True)
+        if out.ndim != 4:
+            raise ConfigError(
+                f"model output has shape {out.shape}: expected [batch, H, W, classes]"
+            )
+        return out
+
+    def predict_batch(self, tiles: np.ndarray) -> np.ndarray:
+        """Predict ``[n, th, tw, C]`` tiles, averaging over flips when ``tta`` is on.
+
+        Batches are zero-filled to ``batch_size`` or a smaller power of two, so the traced
+        predict function sees few distinct shapes."""
+        n = tiles.shape[0]
+        size = min(self.batch_size, 1 << max(n - 1, 0).bit_length())
+        if n < size:
+            fill = np.zeros((size - n, *tiles.shape[1:]), tiles.dtype)
+            tiles = np.concatenate([tiles, fill])
+        flips = TTA_FLIPS if self.tta else ((),)
+        total = None
+        for axes in flips:
+            x = np.ascontiguousarray(np.flip(tiles, axes)) if axes else tiles
+            y = self._run(x)
+            y = np.flip(y, axes) if axes else y
+            total = y if total is None else total + y
+        return (total / len(flips))[:n]
+
+    # -- whole images ------------------------------------------------------------------------
+
+    def plan(self, height: int, width: int) -> tuple[list[tuple[int, int]], tuple[int, int]]:
+        """Output-tile origins and the covered canvas size for an image of ``height x width``."""
+        ys, ch = tile_positions(height, self.out_tile[0], self.stride[0])
+        xs, cw = tile_positions(width, self.out_tile[1], self.stride[1])
+        return [(y, x) for y in ys for x in xs], (ch, cw)
+
+    def _tiles(self, padded: np.ndarray, origins: list[tuple[int, int]]) -> Iterator[tuple]:
+        th, tw = self.tile
+        for i in range(0, len(origins), self.batch_size):
+            chunk = origins[i : i + self.batch_size]
+            yield chunk, np.stack([padded[y : y + th, x : x + tw] for y, x in chunk])
+
+    def predict_probs(self, image: np.ndarray) -> np.ndarray:
+        """Network outputs ``[H, W, K]`` for a normalised ``[H, W, C]`` image of any size."""
+        if image.ndim != 3 or image.shape[-1] != self.channels:
+            raise DataError(
+                f"image of shape {image.shape}: expected [H, W, {self.channels}] for this model"
+            )
+        h, w = image.shape[:2]
+        origins, (ch, cw) = self.plan(h, w)
+        (ph, pw), (oh, ow) = self.crop, self.out_tile
+        padded = mirror_pad(image.astype(np.float32), (ph, ch - h + ph), (pw, cw - w + pw))
+        acc = np.zeros((ch, cw, self.out_channels), np.float32)
+        wsum = np.zeros((ch, cw, 1), np.float32)
+        weights = self._weights[..., None]
+        for chunk, tiles in self._tiles(padded, origins):
+            preds = self.predict_batch(tiles)
+            for (y, x), p in zip(chunk, preds, strict=True):
+                acc[y : y + oh, x : x + ow] += p * weights
+                wsum[y : y + oh, x : x + ow] += weights
+        return acc[:h, :w] / wsum[:h, :w]
+
+    def to_mask(self, probs: np.ndarray) -> np.ndarray:
+        """Class ids ``[H, W]``: threshold for a one-channel sigmoid head, else arg-max."""
+        if probs.shape[-1] == 1:
+            return (probs[..., 0] >= self.threshold).astype(np.uint8)
+        dtype = np.uint8 if probs.shape[-1] <= 256 else np.uint16
+        return np.argmax(probs, axis=-1).astype(dtype)
+
+    def class_probabilities(self, probs: np.ndarray) -> np.ndarray:
+        """``[H, W, num_classes]`` probabilities (a one-channel sigmoid becomes [1 - p, p])."""
+        if probs.shape[-1] == 1 and self.head == "sigmoid":
+            return np.concatenate([1.0 - probs, probs], axis=-1)
+        return probs

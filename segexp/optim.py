@@ -1,0 +1,211 @@
+"""Optimizers and learning-rate schedules (the ``optimizer`` config group).
+
+Options (``name``): ``adam``, ``sgd``, ``adamw``, ``rmsprop``. Common keys: ``learning_rate``,
+``weight_decay`` (decoupled, Keras 3 style), ``exclude_from_weight_decay`` (variable-name
+substrings), ``clipnorm``, ``global_clipnorm``, ``clipvalue``, ``schedule``.
+
+``schedule: {name: constant|cosine|step|polynomial|plateau, ...}`` (per optimizer step; epochs are
+converted with ``steps_per_epoch``):
+
+- ``constant``: no keys.
+- ``cosine``: ``warmup_epochs`` (linear warm-up from ``warmup_start_lr`` to ``learning_rate``),
+  ``min_lr`` (final value); cosine decay over the remaining epochs.
+- ``step``: ``step_epochs`` (every N epochs) or ``milestones`` (list of epochs), ``gamma``.
+- ``polynomial``: ``end_lr``, ``power`` (U-Net "poly": 0.9), ``cycle``.
+- ``plateau``: ``monitor``, ``mode``, ``factor``, ``patience``, ``min_delta``, ``cooldown``,
+  ``min_lr``; constant learning rate here, ``keras.callbacks.ReduceLROnPlateau`` from
+  ``segexp.callbacks.build_callbacks``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+
+from segexp.errors import ConfigError
+
+COMMON_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 1e-3,
+    "weight_decay": None,
+    "exclude_from_weight_decay": None,
+    "clipnorm": None,
+    "global_clipnorm": None,
+    "clipvalue": None,
+    "schedule": None,
+}
+OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "adam": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False},
+    "adamw": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False},
+    "sgd": {"momentum": 0.9, "nesterov": False},
+    "rmsprop": {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False},
+}
+_CLASSES = {
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "sgd": "SGD",
+    "rmsprop": "RMSprop",
+}
+SCHEDULE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "constant": {},
+    "cosine": {"warmup_epochs": 0, "warmup_start_lr": 0.0, "min_lr": 0.0},
+    "step": {"step_epochs": None, "milestones": None, "gamma": 0.1},
+    "polynomial": {"end_lr": 0.0, "power": 0.9, "cycle": False},
+    "plateau": {
+        "monitor": "val_loss",
+        "mode": "auto",
+        "factor": 0.1,
+        "patience": 5,
+        "min_delta": 1e-4,
+        "cooldown": 0,
+        "min_lr": 0.0,
+    },
+}
+
+
+def _to_dict(cfg: Any) -> dict[str, Any]:
+    if cfg is None:
+        return {}
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        return dict(OmegaConf.to_container(cfg, resolve=True))
+    if isinstance(cfg, Mapping):
+        return dict(cfg)
+    raise ConfigError(f"optimizer: expected a mapping, got {cfg!r}")
+
+
+def _check_keys(cfg: Mapping, allowed: Mapping, where: str) -> dict[str, Any]:
+    unknown = sorted(set(cfg) - set(allowed) - {"name"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(allowed)}")
+    out = dict(allowed)
+    out.update({k: v for k, v in cfg.items() if k != "name"})
+    return out
+
+
+def _positive(value: Any, where: str, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}={value!r}: expected a number")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{where}={value!r}: expected a number {'>=' if allow_zero else '>'} 0")
+    return float(value)
+
+
+def schedule_config(opt_cfg: Any) -> dict[str, Any]:
+    """The validated ``optimizer.schedule`` mapping with defaults filled in (``name`` included)."""
+    sched = _to_dict(opt_cfg).get("schedule")
+    if sched is None:
+        return {"name": "constant"}
+    if isinstance(sched, str):
+        sched = {"name": sched}
+    sched = _to_dict(sched)
+    name = str(sched.get("name", "constant")).lower()
+    if name not in SCHEDULE_DEFAULTS:
+        raise ConfigError(
+            f"optimizer.schedule.name={name!r}: expected one of {sorted(SCHEDULE_DEFAULTS)}"
+        )
+    out = _check_keys(sched, SCHEDULE_DEFAULTS[name], f"optimizer.schedule({name})")
+    out["name"] = name
+    return out
+
+
+def build_schedule(
+    opt_cfg: Any, *, steps_per_epoch: int, epochs: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Learning rate (float) or per-step schedule from ``opt_cfg.learning_rate``/``schedule``."""
+    lr = _positive(_to_dict(opt_cfg).get("learning_rate", 1e-3), "optimizer.learning_rate")
+    sched = schedule_config(opt_cfg)
+    name = sched["name"]
+    if name in ("constant", "plateau"):
+        return lr
+    steps_per_epoch, epochs = max(int(steps_per_epoch), 1), max(int(epochs), 1)
+    total = steps_per_epoch * epochs
+    schedules = keras.optimizers.schedules
+    if name == "cosine":
+        warmup = int(
+            round(
+                _positive(
+                    sched["warmup_epochs"], "optimizer.schedule.warmup_epochs", allow_zero=True
+                )
+                * steps_per_epoch
+            )
+        )
+        if warmup >= total:
+            raise ConfigError(
+                f"optimizer.schedule.warmup_epochs={sched['warmup_epochs']}: "
+                f"expected fewer than trainer.epochs={epochs}"
+            )
+        min_lr = _positive(sched["min_lr"], "optimizer.schedule.min_lr", allow_zero=True)
+        alpha = min_lr / lr
+        if warmup == 0:
+            return schedules.CosineDecay(lr, decay_steps=total, alpha=alpha)
+        start = _positive(
+            sched["warmup_start_lr"], "optimizer.schedule.warmup_start_lr", allow_zero=True
+        )
+        return schedules.CosineDecay(
+            start,
+            decay_steps=total - warmup,
+            alpha=alpha,
+            warmup_target=lr,
+            warmup_steps=warmup,
+        )
+    if name == "step":
+        gamma = _positive(sched["gamma"], "optimizer.schedule.gamma")
+        if sched["milestones"] is not None:
+            milestones = sorted(int(m) for m in sched["milestones"])
+        elif sched["step_epochs"] is not None:
+            every = int(_positive(sched["step_epochs"], "optimizer.schedule.step_epochs"))
+            milestones = list(range(every, epochs, every))
+        else:
+            raise ConfigError("optimizer.schedule(step): set step_epochs or milestones")
+        milestones = [m for m in milestones if m > 0]
+        if not milestones:
+            return lr
+        # PiecewiseConstantDecay switches *after* a boundary step: the new value applies from
+        # the first step of epoch m (step m * steps_per_epoch, 0-based).
+        boundaries = [m * steps_per_epoch - 1 for m in milestones]
+        values = [lr * gamma**i for i in range(len(boundaries) + 1)]
+        return schedules.PiecewiseConstantDecay(boundaries, values)
+    # polynomial
+    end_lr = _positive(sched["end_lr"], "optimizer.schedule.end_lr", allow_zero=True)
+    power = _positive(sched["power"], "optimizer.schedule.power")
+    return schedules.PolynomialDecay(
+        lr, decay_steps=total, end_learning_rate=end_lr, power=power, cycle=bool(sched["cycle"])
+    )
+
+
+def build_optimizer(
+    opt_cfg: Any, *, steps_per_epoch: int, epochs: int
+) -> keras.optimizers.Optimizer:
+    """Keras optimizer named by ``opt_cfg.name`` with its schedule, weight decay and clipping."""
+    cfg = _to_dict(opt_cfg)
+    name = str(cfg.get("name", "adam")).lower()
+    if name not in OPTIMIZER_DEFAULTS:
+        raise ConfigError(f"optimizer.name={name!r}: expected one of {sorted(OPTIMIZER_DEFAULTS)}")
+    prm = _check_keys(cfg, {**COMMON_DEFAULTS, **OPTIMIZER_DEFAULTS[name]}, f"optimizer({name})")
+    kwargs = {k: prm[k] for k in OPTIMIZER_DEFAULTS[name]}
+    for key in ("weight_decay", "clipnorm", "global_clipnorm", "clipvalue"):
+        if prm[key] is not None:
+            kwargs[key] = _positive(prm[key], f"optimizer.{key}", allow_zero=key == "weight_decay")
+    if name == "adamw" and "weight_decay" not in kwargs:
+        kwargs["weight_decay"] = 0.004  # Keras' AdamW default
+    if sum(prm[k] is not None for k in ("clipnorm", "global_clipnorm", "clipvalue")) > 1:
+        raise ConfigError("optimizer: set at most one of clipnorm, global_clipnorm, clipvalue")
+    if name == "sgd" and not 0 <= float(prm["momentum"]) < 1:
+        raise ConfigError(f"optimizer.momentum={prm['momentum']!r}: expected 0 <= momentum < 1")
+    lr = build_schedule(cfg, steps_per_epoch=steps_per_epoch, epochs=epochs)
+    optimizer = getattr(keras.optimizers, _CLASSES[name])(learning_rate=lr, **kwargs)
+    exclude = prm["exclude_from_weight_decay"]
+    if exclude:
+        optimizer.exclude_from_weight_decay(var_names=[str(v) for v in exclude])
+    return optimizer
+
+
+def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    """The learning rate the optimizer uses at its current iteration (schedules evaluated)."""
+    lr = optimizer.learning_rate
+    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+        lr = lr(optimizer.iterations)
+    return float(keras.ops.convert_to_numpy(lr))

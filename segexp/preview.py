@@ -1,0 +1,202 @@
+"""``segexp-preview``: look at the data before training.
+
+Same config and overrides as ``segexp-train`` (``conf/preview.yaml`` composes ``train`` and adds
+a ``preview`` section), e.g.::
+
+    segexp-preview dataset=folder dataset.images=img dataset.masks=gt augmentation=basic \\
+        preview.n=12 preview.split=val preview.out=look.png
+
+writes a PNG grid of ``n`` samples of a split: each image with its mask overlaid (class 0
+unshaded, ``ignore_value`` pixels hatched white) and a class legend, after augmentation when
+one is configured (``preview.augment=false`` shows the raw samples).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+import segexp
+from segexp.errors import SegexpError
+
+CONF_DIR = str(Path(segexp.__file__).resolve().parents[1] / "conf")
+IGNORE_RGBA = (1.0, 1.0, 1.0, 0.85)
+
+
+def class_colors(num_classes: int) -> list[tuple[float, float, float, float]]:
+    """Overlay colours: class 0 transparent, the others from matplotlib's tab10/tab20."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if num_classes <= 11 else "tab20"]
+    colors = [(0.0, 0.0, 0.0, 0.0)]
+    for k in range(1, max(num_classes, 1)):
+        r, g, b, _ = cmap((k - 1) % cmap.N)
+        colors.append((r, g, b, 0.45))
+    return colors
+
+
+def overlay(mask: Any, num_classes: int, ignore_value: int | None = None) -> Any:
+    """An RGBA overlay ``[H, W, 4]`` for an integer mask ``[H, W]``."""
+    import numpy as np
+
+    colors = np.asarray(class_colors(num_classes), np.float32)
+    out = np.zeros(mask.shape + (4,), np.float32)
+    valid = (mask >= 0) & (mask < num_classes)
+    out[valid] = colors[mask[valid]]
+    if ignore_value is not None:
+        out[mask == ignore_value] = IGNORE_RGBA
+    return out
+
+
+def render_preview(
+    source_split_ds: Any,
+    class_names: Sequence[str],
+    n: int,
+    path: str | Path,
+    augment: Callable | None = None,
+    seed: int = 0,
+    *,
+    ignore_value: int | None = None,
+    labels: Sequence[Any] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Write a PNG grid of the first ``n`` samples of an unbatched ``(image, mask)`` dataset.
+
+    ``augment(image, mask, seed)`` (stateless, seed int64 ``[2]``) is applied per sample with
+    seeds ``[seed, i]``. ``labels`` (e.g. MNIST digits) are shown in the panel titles.
+    Returns the written path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import tensorflow as tf
+    from matplotlib.patches import Patch
+
+    samples = []
+    for i, (image, mask) in enumerate(source_split_ds.take(int(n))):
+        if augment is not None:
+            image, mask = augment(image, mask, tf.constant([int(seed), i], tf.int64))
+        samples.append((np.asarray(image, np.float32), np.asarray(mask)[..., 0].astype(int)))
+    num_classes = len(class_names)
+    cols = max(1, min(4, len(samples)))
+    rows = max(1, math.ceil(len(samples) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows + 0.9), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (image, mask) in enumerate(samples):
+        ax = axes.ravel()[i]
+        shown = np.clip(image, 0.0, 1.0)
+        if shown.shape[-1] == 1:
+            ax.imshow(shown[..., 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        else:
+            ax.imshow(shown[..., :3], interpolation="nearest")
+        ax.imshow(overlay(mask, num_classes, ignore_value), interpolation="nearest")
+        present = sorted(int(v) for v in np.unique(mask))
+        names = [class_names[v] if 0 <= v < num_classes else f"ignore({v})" for v in present]
+        label = f" [{labels[i]}]" if labels is not None and i < len(labels) else ""
+        ax.set_title(f"#{i}{label}: " + ", ".join(names), fontsize=8)
+    colors = class_colors(num_classes)
+    handles = [
+        Patch(
+            facecolor=colors[k][:3] if k else "none",
+            edgecolor="black",
+            label=f"{k} {class_names[k]}" + (" (unshaded)" if k == 0 else ""),
+        )
+        for k in range(num_classes)
+    ]
+    if ignore_value is not None:
+        handles.append(
+            Patch(facecolor="white", edgecolor="black", hatch="//", label=f"{ignore_value} ignore")
+        )
+    fig.legend(
+        handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False
+    )
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97 if title else 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def input_geometry(cfg: DictConfig) -> tuple[tuple[int, int], int]:
+    """``(image_size, channels)`` as training uses them: ``model.input_shape`` when set,
+    else ``dataset.image_size`` / ``dataset.channels``."""
+    shape = OmegaConf.select(cfg, "model.input_shape")
+    if shape:
+        return (int(shape[0]), int(shape[1])), int(shape[2])
+    size = OmegaConf.select(cfg, "dataset.image_size", default=[128, 128])
+    return (int(size[0]), int(size[1])), int(OmegaConf.select(cfg, "dataset.channels", default=3))
+
+
+def build_preview_augment(cfg: DictConfig) -> Callable | None:
+    """The configured augmentation, or None (``augmentation=none`` or not available)."""
+    aug_cfg = OmegaConf.select(cfg, "augmentation")
+    if aug_cfg is None or str(aug_cfg.get("name", "none")) == "none":
+        return None
+    from segexp.augment import build_augment
+
+    return build_augment(aug_cfg)
+
+
+def preview(cfg: DictConfig) -> Path:
+    """Load the configured dataset and write the preview grid; returns its path."""
+    from segexp.data import load_source
+
+    n = int(OmegaConf.select(cfg, "preview.n", default=8))
+    split = str(OmegaConf.select(cfg, "preview.split", default="train"))
+    out = OmegaConf.select(cfg, "preview.out", default="preview.png")
+    use_aug = bool(OmegaConf.select(cfg, "preview.augment", default=True))
+    seed = OmegaConf.select(cfg, "preview.seed", default=None)
+    seed = int(OmegaConf.select(cfg, "seed", default=0) if seed is None else seed)
+    image_size, channels = input_geometry(cfg)
+    source = load_source(cfg.dataset, image_size, channels, seed)
+    if split not in source.splits:
+        from segexp.errors import ConfigError
+
+        raise ConfigError(f"preview.split={split!r}: expected one of {sorted(source.splits)}")
+    augment = build_preview_augment(cfg) if use_aug and split == "train" else None
+    labels = source.labels.get(split) if source.labels else None
+    aug_name = OmegaConf.select(cfg, "augmentation.name", default="none") if augment else "none"
+    title = (
+        f"{source.name}: {split} split, {source.sizes.get(split, 0)} samples, "
+        f"augmentation {aug_name}"
+    )
+    return render_preview(
+        source.splits[split],
+        source.class_names,
+        n,
+        out,
+        augment=augment,
+        seed=seed,
+        ignore_value=source.ignore_value,
+        labels=labels,
+        title=title,
+    )
+
+
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="preview")
+def _app(cfg: DictConfig) -> None:
+    try:
+        path = preview(cfg)
+    except SegexpError as err:
+        if OmegaConf.select(cfg, "preview.traceback", default=False):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    """Console entry point ``segexp-preview``."""
+    _app()

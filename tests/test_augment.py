@@ -1,0 +1,221 @@
+"""Augmentation: image and mask move together, masks keep int32 and their label set, seeds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from omegaconf import OmegaConf
+
+from segexp.augment import (
+    affine_matrix,
+    apply_transform,
+    build_augment,
+    displacement_field,
+)
+from segexp.errors import ConfigError
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "augmentation"
+K = 3  # classes 0, 1, 2 in the toy mask
+GEOMETRIC = {
+    "affine": {
+        "name": "affine",
+        "rotation_range": 30,
+        "width_shift_range": 0.1,
+        "height_shift_range": 0.1,
+        "zoom_range": 0.2,
+        "shear_range": 10,
+        "horizontal_flip": True,
+    },
+    "elastic": {"name": "elastic", "grid_size": 3, "sigma": 4.0},
+    "unet_paper": OmegaConf.to_container(OmegaConf.load(CONF / "unet_paper.yaml")),
+}
+
+
+def toy_mask(size: int = 32, ignore: int | None = None) -> np.ndarray:
+    m = np.zeros((size, size, 1), np.int32)
+    m[6:20, 4:18] = 1
+    m[14:28, 20:29] = 2
+    m[22:26, 6:12] = 1
+    if ignore is not None:
+        m[0:2, :] = ignore
+    return m
+
+
+def run(cfg: dict, image: np.ndarray, mask: np.ndarray, seed: tuple[int, int]):
+    fn = build_augment(cfg)
+    img, msk = fn(tf.constant(image), tf.constant(mask), tf.constant(seed, tf.int64))
+    return img.numpy(), msk.numpy(), msk.dtype
+
+
+def all_option_cfgs() -> list[dict]:
+    return [OmegaConf.to_container(OmegaConf.load(p)) for p in sorted(CONF.glob("*.yaml"))]
+
+
+def test_none_is_none():
+    assert build_augment({"name": "none"}) is None
+
+
+@pytest.mark.parametrize("cfg", all_option_cfgs(), ids=lambda c: c["name"])
+def test_yaml_options_keep_dtype_shape_and_label_set(cfg):
+    fn = build_augment(cfg)
+    if fn is None:
+        return
+    mask = toy_mask(ignore=255)
+    image = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    for seed in [(1, 2), (3, 4), (5, 6)]:
+        img, msk = fn(tf.constant(image), tf.constant(mask), tf.constant(seed, tf.int64))
+        assert msk.dtype == tf.int32 and img.dtype == tf.float32
+        assert img.shape == image.shape and msk.shape == mask.shape
+        assert set(np.unique(msk.numpy())) <= {0, 1, 2, 255}
+        assert np.isfinite(img.numpy()).all()
+
+
+@pytest.mark.parametrize("name", list(GEOMETRIC))
+def test_image_and_mask_move_together(name):
+    mask = toy_mask()
+    image = np.repeat(mask.astype(np.float32) / (K - 1), 2, axis=-1)  # mask encoded in image
+    cfg = dict(GEOMETRIC[name])
+    if name == "unet_paper":
+        cfg["color"] = None  # intensity changes would break the encoding
+    changed = 0.0
+    for seed in [(0, 1), (7, 9), (11, 3)]:
+        img, msk, dtype = run(cfg, image, mask, seed)
+        assert dtype == tf.int32
+        decoded = img[..., 0] * (K - 1)
+        m = msk[..., 0]
+        # away from label edges (uniform 3x3 neighbourhood in the output mask) they must agree
+        pad = np.pad(m, 1, mode="edge")
+        windows = np.stack([pad[i : i + 32, j : j + 32] for i in range(3) for j in range(3)])
+        interior = (windows == m).all(axis=0)
+        interior[:2] = interior[-2:] = False  # away from the image border
+        interior[:, :2] = interior[:, -2:] = False
+        assert interior.mean() > 0.3
+        np.testing.assert_allclose(decoded[interior], m[interior], atol=0.5)
+        # and overall the rounded image matches the mask almost everywhere
+        assert (np.round(decoded) == m).mean() > 0.9
+        changed = max(changed, (m != mask[..., 0]).mean())
+    assert changed > 0.05  # the transform did something
+
+
+@pytest.mark.parametrize("name", ["affine", "elastic", "unet_paper", "color"])
+def test_same_seed_same_output_different_seed_different_output(name):
+    cfg = GEOMETRIC.get(name, {"name": "color"})
+    mask = toy_mask()
+    image = np.random.default_rng(1).random((32, 32, 1)).astype(np.float32)
+    a_img, a_msk, _ = run(cfg, image, mask, (3, 5))
+    b_img, b_msk, _ = run(cfg, image, mask, (3, 5))
+    c_img, _, _ = run(cfg, image, mask, (4, 5))
+    np.testing.assert_array_equal(a_img, b_img)
+    np.testing.assert_array_equal(a_msk, b_msk)
+    assert np.abs(a_img - c_img).max() > 1e-3
+
+
+def test_reproducible_inside_tf_data_map():
+    fn = build_augment(GEOMETRIC["unet_paper"])
+    mask = toy_mask()
+    image = mask.astype(np.float32) / 2
+
+    def stream():
+        ds = tf.data.Dataset.from_tensors((image, mask)).repeat(4)
+        seeds = tf.data.Dataset.random(seed=42).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda pair, s: fn(pair[0], pair[1], s), num_parallel_calls=2, deterministic=True
+        )
+        return [(i.numpy(), m.numpy()) for i, m in ds]
+
+    first, second = stream(), stream()
+    for (i1, m1), (i2, m2) in zip(first, second, strict=True):
+        np.testing.assert_array_equal(i1, i2)
+        np.testing.assert_array_equal(m1, m2)
+        assert m1.shape == (32, 32, 1) and set(np.unique(m1)) <= {0, 1, 2}
+    assert not np.array_equal(first[0][1], first[1][1])
+
+
+def test_flip_matches_numpy():
+    mask = toy_mask()
+    image = np.random.default_rng(2).random((32, 32, 1)).astype(np.float32)
+    img, msk, _ = run(
+        {"name": "flip", "horizontal": True, "vertical": True, "p": 1.0}, image, mask, (1, 1)
+    )
+    np.testing.assert_array_equal(msk, mask[::-1, ::-1])
+    np.testing.assert_allclose(img, image[::-1, ::-1])
+    img, msk, _ = run(
+        {"name": "flip", "horizontal": True, "vertical": True, "p": 0.0}, image, mask, (1, 1)
+    )
+    np.testing.assert_array_equal(msk, mask)
+
+
+def test_affine_identity_and_quarter_turn_match_numpy():
+    mask = toy_mask()
+    image = np.random.default_rng(3).random((32, 32, 1)).astype(np.float32)
+    img, msk, _ = run(
+        {
+            "name": "affine",
+            "rotation_range": 0,
+            "width_shift_range": 0,
+            "height_shift_range": 0,
+            "zoom_range": 0,
+            "shear_range": 0,
+        },
+        image,
+        mask,
+        (1, 2),
+    )
+    np.testing.assert_array_equal(msk, mask)
+    np.testing.assert_allclose(img, image, atol=1e-6)
+
+    zero, one = tf.constant(0.0), tf.constant(1.0)
+    transform = affine_matrix(
+        32,
+        32,
+        rotation=tf.constant(math.pi / 2),
+        shear=zero,
+        zoom_x=one,
+        zoom_y=one,
+        shift_x=zero,
+        shift_y=zero,
+        flip_x=one,
+        flip_y=one,
+    )
+    img, msk = apply_transform(tf.constant(image), tf.constant(mask), transform)
+    matches = [k for k in (1, 3) if np.array_equal(msk.numpy(), np.rot90(mask, k, axes=(0, 1)))]
+    assert matches, "a 90 degree rotation must equal np.rot90 exactly for the mask"
+    np.testing.assert_allclose(img.numpy(), np.rot90(image, matches[0], axes=(0, 1)), atol=1e-5)
+
+
+def test_elastic_field_hits_coarse_grid_at_nodes():
+    seed = tf.constant([5, 6], tf.int64)
+    field = displacement_field(seed, tf.constant(33), tf.constant(33), grid=(3, 3), sigma=10.0)
+    coarse = tf.random.stateless_normal((1, 3, 3, 2), seed=seed, stddev=10.0)[0].numpy()
+    nodes = field.numpy()[::16, ::16]
+    np.testing.assert_allclose(nodes, coarse, atol=1e-4)
+    assert 2.0 < np.abs(coarse).mean() < 20.0
+
+
+def test_color_changes_image_only():
+    mask = toy_mask(ignore=255)
+    image = np.full((32, 32, 1), 0.5, np.float32)
+    img, msk, _ = run({"name": "color", "brightness": 0.2, "noise_std": 0.05}, image, mask, (2, 3))
+    np.testing.assert_array_equal(msk, mask)
+    assert np.abs(img - image).max() > 1e-3
+    assert img.min() >= 0.0 and img.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"name": "warp"},
+        {"name": "affine", "rotaton_range": 10},
+        {"name": "affine", "fill_mode": "mirror"},
+        {"name": "affine", "rotation_range": -5},
+        {"name": "elastic", "grid_size": 1},
+        {"name": "unet_paper", "blur": {}},
+    ],
+)
+def test_bad_config_raises_config_error(cfg):
+    with pytest.raises(ConfigError):
+        build_augment(cfg)

@@ -1,0 +1,122 @@
+"""Decoding, mask maps, geometry and split helpers (segexp.data.decode / segexp.data.split)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from segexp.data import decode
+from segexp.data import split as splitlib
+from segexp.errors import ConfigError, DataError
+
+
+def test_read_image_formats(tmp_path):
+    gray16 = (np.arange(12 * 10).reshape(12, 10) * 500).astype(np.uint16)
+    Image.fromarray(gray16).save(tmp_path / "g16.png")
+    img = decode.read_image(tmp_path / "g16.png", 1)
+    assert img.shape == (12, 10, 1) and img.dtype == np.float32
+    np.testing.assert_allclose(img[..., 0], gray16 / 65535.0, atol=1e-6)
+
+    rgba = np.zeros((8, 9, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 255, 10
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    img = decode.read_image(tmp_path / "rgba.png", 3)
+    assert img.shape == (8, 9, 3)
+    np.testing.assert_allclose(img[0, 0], [1.0, 0.0, 0.0])
+    gray = decode.read_image(tmp_path / "rgba.png", 1)
+    np.testing.assert_allclose(gray[0, 0, 0], 0.299, atol=1e-5)
+
+    tifffile.imwrite(tmp_path / "t16.tif", gray16)
+    np.testing.assert_allclose(decode.read_image(tmp_path / "t16.tif", 3)[..., 2], gray16 / 65535.0)
+
+    Image.fromarray(np.full((6, 7), 128, np.uint8)).save(tmp_path / "g.jpg")
+    assert decode.read_image(tmp_path / "g.jpg", 3).shape == (6, 7, 3)
+
+
+def test_palette_masks_keep_indices_and_grey_gifs_keep_levels(tmp_path):
+    idx = np.zeros((10, 10), np.uint8)
+    idx[2:8, 2:8] = 1
+    idx[1, :] = 255  # VOC-style "void" band
+    pal = Image.fromarray(idx, "P")
+    palette = [0, 0, 0, 128, 0, 0] + [0, 0, 0] * 253 + [224, 224, 192]
+    pal.putpalette(palette)
+    pal.save(tmp_path / "voc.png")
+    np.testing.assert_array_equal(decode.read_mask(tmp_path / "voc.png"), idx)
+
+    levels = np.zeros((10, 10), np.uint8)
+    levels[3:6] = 255
+    Image.fromarray(levels).save(tmp_path / "drive.gif")
+    assert Image.open(tmp_path / "drive.gif").mode == "P"
+    np.testing.assert_array_equal(decode.read_mask(tmp_path / "drive.gif"), levels)
+
+
+def test_colour_mask_and_corrupt_file_are_named(tmp_path):
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[0, 0] = (255, 0, 0)
+    Image.fromarray(rgb).save(tmp_path / "colour.png")
+    with pytest.raises(DataError, match="colour.png: colour"):
+        decode.read_mask(tmp_path / "colour.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match=r"cannot read .*broken.png"):
+        decode.read_image(tmp_path / "broken.png", 3)
+
+
+def test_mask_map():
+    m = decode.MaskMap(2, {0: 0, 255: 1}, ignore_value=None)
+    raw = np.array([[0, 255], [7, 3]], np.uint8)
+    assert m.invalid_values(raw) == [3, 7]
+    m = decode.MaskMap(3, {1: 1, 2: 0, 3: 2}, ignore_value=255)
+    raw = np.array([[1, 2], [3, 255]], np.uint8)
+    assert m.invalid_values(raw) == []
+    np.testing.assert_array_equal(m.apply(raw), [[1, 0], [2, 255]])
+    np.testing.assert_array_equal(m.class_counts(m.apply(raw)), [1, 1, 1])
+    thr = decode.MaskMap(2, None, threshold=128)
+    np.testing.assert_array_equal(thr.apply(np.array([0, 127, 128, 250])), [0, 0, 1, 1])
+    with pytest.raises(ConfigError, match="maps 255 to 4"):
+        decode.MaskMap(2, {255: 4})
+
+
+def test_resize_keeps_exact_labels_and_tiles():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    mask = rng.choice([0, 1, 2, 255], size=(37, 53, 1)).astype(np.int32)
+    image = rng.random((37, 53, 3)).astype(np.float32)
+    for mode in ("resize", "crop", "pad"):
+        im, m = decode.resize_pair(tf.constant(image), tf.constant(mask), (32, 32), mode, 255)
+        assert im.shape == (32, 32, 3) and m.shape == (32, 32, 1) and m.dtype == tf.int32
+        assert set(np.unique(m.numpy())) <= {0, 1, 2, 255}
+        assert float(tf.reduce_min(im)) >= 0.0 and float(tf.reduce_max(im)) <= 1.0
+    _, m = decode.resize_pair(tf.constant(image), tf.constant(mask), (64, 64), "crop", 255)
+    assert (m.numpy()[0] == 255).all()  # padded rows carry the ignore value
+    ti, tm = decode.tile_pair(tf.constant(image), tf.constant(mask), 16)
+    assert ti.shape == (6, 16, 16, 3) and tm.shape == (6, 16, 16, 1)
+    np.testing.assert_array_equal(tm[1].numpy(), mask[0:16, 16:32])
+    assert decode.tiles_per_image((37, 53), 16) == 6
+
+
+def test_splits_are_deterministic_and_disjoint():
+    fr = splitlib.split_fractions({"train": 0.7, "val": 0.15, "test": 0.15})
+    a = splitlib.split_indices(30, fr, seed=3)
+    b = splitlib.split_indices(30, fr, seed=3)
+    c = splitlib.split_indices(30, fr, seed=4)
+    assert {k: len(v) for k, v in a.items()} == {"train": 22, "val": 4, "test": 4}
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not all(np.array_equal(a[k], c[k]) for k in a)
+    assert sorted(np.concatenate(list(a.values())).tolist()) == list(range(30))
+    assert splitlib.split_counts(3, fr) == {"train": 1, "val": 1, "test": 1}
+    with pytest.raises(ConfigError, match="dataset.split"):
+        splitlib.split_fractions({"train": 0.5, "tset": 0.5})
+
+
+def test_fingerprints_follow_content(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"abc")
+    f1 = splitlib.fingerprint_files([tmp_path / "a.bin"], root=tmp_path)
+    (tmp_path / "a.bin").write_bytes(b"abd")
+    assert splitlib.fingerprint_files([tmp_path / "a.bin"], root=tmp_path) != f1
+    x = np.arange(10)
+    assert splitlib.fingerprint_arrays(x) == splitlib.fingerprint_arrays(x.copy())
+    assert splitlib.fingerprint_arrays(x) != splitlib.fingerprint_arrays(x + 1)
+    assert splitlib.class_frequencies([1, 3], ["a", "b"]) == {"a": 0.25, "b": 0.75}

@@ -1,0 +1,138 @@
+"""Optimizers and learning-rate schedules: expected classes, options and values per step."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+import pytest
+from omegaconf import OmegaConf
+
+from segexp.errors import ConfigError
+from segexp.optim import build_optimizer, build_schedule, current_learning_rate
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "optimizer"
+
+
+def lr_at(schedule, step: int) -> float:
+    if isinstance(schedule, float):
+        return schedule
+    return float(schedule(step))
+
+
+@pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_yaml_option_builds(path):
+    cfg = OmegaConf.load(path)
+    opt = build_optimizer(cfg, steps_per_epoch=5, epochs=3)
+    expected = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }[cfg.name]
+    assert type(opt) is expected
+    assert current_learning_rate(opt) >= 0.0
+
+
+def test_sgd_unet_paper_momentum_and_options():
+    opt = build_optimizer(
+        {
+            "name": "sgd",
+            "learning_rate": 0.01,
+            "momentum": 0.99,
+            "nesterov": True,
+            "weight_decay": 1e-4,
+            "global_clipnorm": 1.0,
+        },
+        steps_per_epoch=10,
+        epochs=2,
+    )
+    assert opt.momentum == pytest.approx(0.99) and opt.nesterov is True
+    assert opt.weight_decay == pytest.approx(1e-4) and opt.global_clipnorm == pytest.approx(1.0)
+    assert current_learning_rate(opt) == pytest.approx(0.01)
+    assert OmegaConf.load(CONF / "sgd_unet.yaml").momentum == pytest.approx(0.99)
+    opt = build_optimizer({"name": "adamw", "clipnorm": 2.0}, steps_per_epoch=1, epochs=1)
+    assert opt.clipnorm == pytest.approx(2.0) and opt.weight_decay == pytest.approx(0.004)
+
+
+def test_cosine_with_warmup_values():
+    sched = build_schedule(
+        {"learning_rate": 0.1, "schedule": {"name": "cosine", "warmup_epochs": 1, "min_lr": 0.01}},
+        steps_per_epoch=10,
+        epochs=5,
+    )
+    assert lr_at(sched, 0) == pytest.approx(0.0)
+    assert lr_at(sched, 5) == pytest.approx(0.05)
+    assert lr_at(sched, 10) == pytest.approx(0.1)
+    # halfway through the 40 decay steps: min + (max - min) / 2
+    assert lr_at(sched, 30) == pytest.approx(0.01 + 0.09 * 0.5, rel=1e-5)
+    assert lr_at(sched, 50) == pytest.approx(0.01, rel=1e-5)
+    step = 17
+    cos = 0.5 * (1 + math.cos(math.pi * (step - 10) / 40))
+    assert lr_at(sched, step) == pytest.approx(0.01 + 0.09 * cos, rel=1e-5)
+
+
+def test_step_polynomial_constant_and_plateau_values():
+    step = build_schedule(
+        {"learning_rate": 1.0, "schedule": {"name": "step", "step_epochs": 2, "gamma": 0.5}},
+        steps_per_epoch=4,
+        epochs=7,
+    )
+    assert [lr_at(step, s) for s in (0, 7, 8, 15, 16, 24, 27)] == pytest.approx(
+        [1.0, 1.0, 0.5, 0.5, 0.25, 0.125, 0.125]
+    )
+    miles = build_schedule(
+        {"learning_rate": 1.0, "schedule": {"name": "step", "milestones": [3], "gamma": 0.1}},
+        steps_per_epoch=4,
+        epochs=7,
+    )
+    assert [lr_at(miles, s) for s in (11, 12)] == pytest.approx([1.0, 0.1])
+    poly = build_schedule(
+        {"learning_rate": 0.1, "schedule": {"name": "polynomial", "power": 0.9, "end_lr": 0.0}},
+        steps_per_epoch=10,
+        epochs=10,
+    )
+    assert lr_at(poly, 50) == pytest.approx(0.1 * 0.5**0.9, rel=1e-5)
+    assert lr_at(poly, 100) == pytest.approx(0.0, abs=1e-9)
+    assert build_schedule({"learning_rate": 0.3}, steps_per_epoch=1, epochs=1) == 0.3
+    plateau = build_schedule(
+        {"learning_rate": 0.3, "schedule": {"name": "plateau"}}, steps_per_epoch=1, epochs=1
+    )
+    assert plateau == 0.3  # the callback changes it
+
+
+def test_optimizer_uses_schedule_at_its_iteration():
+    opt = build_optimizer(
+        {
+            "name": "adam",
+            "learning_rate": 1.0,
+            "schedule": {"name": "step", "milestones": [1], "gamma": 0.1},
+        },
+        steps_per_epoch=3,
+        epochs=2,
+    )
+    var = keras.Variable([1.0])
+    lrs = []
+    for _ in range(4):
+        lrs.append(current_learning_rate(opt))
+        opt.apply_gradients([(keras.ops.ones_like(var), var)])
+    assert lrs == pytest.approx([1.0, 1.0, 1.0, 0.1])
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"name": "adagrad"},
+        {"name": "adam", "momentum": 0.9},
+        {"name": "sgd", "momentum": 1.5},
+        {"name": "adam", "clipnorm": 1.0, "global_clipnorm": 1.0},
+        {"name": "adam", "schedule": {"name": "cosine", "warmup_epochs": 5}},
+        {"name": "adam", "schedule": {"name": "exponential"}},
+        {"name": "adam", "schedule": {"name": "step"}},
+        {"name": "adam", "learning_rate": -1},
+    ],
+)
+def test_bad_config_raises_config_error(cfg):
+    with pytest.raises(ConfigError):
+        build_optimizer(cfg, steps_per_epoch=2, epochs=5)

@@ -1,0 +1,465 @@
+"""segexp-predict: overlap-tile inference, image conversion, model loading and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from segexp import inference as inf
+from segexp import predict
+from segexp.errors import ConfigError
+
+TILE = 32
+REQS = ["keras", "tensorflow"]  # skips MLflow's slow requirement inference in log_model
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny models
+# --------------------------------------------------------------------------------------------
+
+
+def threshold_model(size: int | None = TILE, channels: int = 1) -> keras.Model:
+    """Foreground where the mean intensity exceeds 0.5: sigmoid(40 * (mean(x) - 0.5))."""
+    inp = keras.Input((size, size, channels))
+    conv = keras.layers.Conv2D(1, 1, activation="sigmoid", name="head")
+    out = conv(inp)
+    conv.set_weights([np.full((1, 1, channels, 1), 40.0 / channels), np.array([-20.0])])
+    return keras.Model(inp, out)
+
+
+def unet_like(size: int | None = TILE, seed: int = 0) -> keras.Model:
+    """A small same-padded encoder/decoder with skips (required multiple 4), 3 classes."""
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    inp = keras.Input((size, size, 1))
+    c1 = L.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    c2 = L.Conv2D(8, 3, padding="same", activation="relu")(L.MaxPooling2D(2)(c1))
+    c3 = L.Conv2D(8, 3, padding="same", activation="relu")(L.MaxPooling2D(2)(c2))
+    u2 = L.Concatenate()([L.UpSampling2D(2)(c3), c2])
+    u2 = L.Conv2D(8, 3, padding="same", activation="relu")(u2)
+    u1 = L.Concatenate()([L.UpSampling2D(2)(u2), c1, inp])
+    logits = L.Conv2D(3, 1)(u1)
+    # Make the output depend strongly on the input, so masks are not constant.
+    scaled = L.Conv2D(3, 1, name="intensity")(inp)
+    out = L.Activation("softmax", dtype="float32")(L.Add()([logits, scaled]))
+    model = keras.Model(inp, out)
+    model.get_layer("intensity").set_weights(
+        [np.array([[[[-12.0, 0.0, 12.0]]]]), np.array([4.0, 0.0, -8.0])]
+    )
+    return model
+
+
+def same_weights(build, size, **kw) -> tuple[keras.Model, keras.Model]:
+    """A fixed-size model and a flexible (None) twin with identical weights."""
+    fixed, flexible = build(size, **kw), build(None, **kw)
+    flexible.set_weights(fixed.get_weights())
+    return fixed, flexible
+
+
+def valid_model(size: int | None) -> keras.Model:
+    """Two valid 3x3 convs: output = input - 4 per axis (crop 2 per side)."""
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((size, size, 1))
+    x = keras.layers.Conv2D(4, 3, padding="valid", activation="tanh")(inp)
+    out = keras.layers.Conv2D(1, 3, padding="valid", activation="sigmoid")(x)
+    return keras.Model(inp, out)
+
+
+def symmetric_model() -> keras.Model:
+    """Convs with flip-symmetric kernels: equivariant to horizontal and vertical flips."""
+    inp = keras.Input((None, None, 1))
+    conv = keras.layers.Conv2D(2, 3, padding="same", activation="softmax")
+    out = conv(inp)
+    k = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]])
+    kernel = np.stack([k, -k], axis=-1)[:, :, None, :]
+    conv.set_weights([kernel, np.array([-8.0, 8.0])])
+    return keras.Model(inp, out)
+
+
+def meta_for(model, size=TILE, channels=1, num_classes=2, head="sigmoid", **kw) -> dict:
+    names = [f"c{i}" for i in range(num_classes)]
+    return predict.inference_meta(
+        model,
+        input_size=[size, size],
+        channels=channels,
+        num_classes=num_classes,
+        class_names=names,
+        head=head,
+        **kw,
+    )
+
+
+def predictor(model, meta, **kw) -> inf.TiledPredictor:
+    return predict.make_predictor(model, meta, predict.PredictConfig(**kw))
+
+
+def random_gray(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth-ish random uint8 image avoiding the 0.5 decision level exactly."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    img[img == 127] = 126
+    img[img == 128] = 129
+    return img
+
+
+def expected_threshold_mask(gray: np.ndarray) -> np.ndarray:
+    return (gray.astype(np.float32) / 255.0 > 0.5).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Metadata and tiling primitives
+# --------------------------------------------------------------------------------------------
+
+
+def test_inference_meta_measures_model():
+    meta = meta_for(unet_like(), num_classes=3, head="softmax")
+    assert meta["input_size"] == [TILE, TILE]
+    assert meta["required_multiple"] == 4
+    assert meta["valid_padding"] is False and meta["output_crop"] == [0, 0]
+    assert meta["output_channels"] == 3 and meta["task"] == "segmentation"
+    json.dumps(meta)  # JSON-serialisable
+
+    vmeta = meta_for(valid_model(36), size=36)
+    assert vmeta["valid_padding"] is True and vmeta["output_crop"] == [2, 2]
+    assert vmeta["required_multiple"] == 1
+
+
+def test_tile_positions_cover_and_align():
+    starts, covered = inf.tile_positions(80, 32, 24)
+    assert starts == [0, 24, 48] and covered == 80
+    starts, covered = inf.tile_positions(81, 32, 24)
+    assert starts[-1] + 32 == covered >= 81 and all(s % 24 == 0 for s in starts)
+    assert inf.tile_positions(20, 32, 24) == ([0], 32)
+    assert inf.overlap_pixels(0.25, 32) == 8 and inf.overlap_pixels(10, 32) == 10
+    with pytest.raises(ConfigError, match="tile_overlap"):
+        inf.overlap_pixels(32, 32)
+
+
+def test_gaussian_weights_and_mirror_pad():
+    w = inf.gaussian_weights((32, 20))
+    assert w.shape == (32, 20) and w.max() == pytest.approx(1.0) and w.min() > 0
+    assert w[16, 10] > w[0, 10] and np.allclose(w, w[::-1, ::-1], atol=1e-6)
+    a = np.arange(3, dtype=np.float32).reshape(1, 3, 1)
+    padded = inf.mirror_pad(a, (0, 2), (2, 7))
+    assert padded.shape == (3, 12, 1)
+    assert padded[0, :, 0].tolist() == [2, 1, 0, 1, 2, 1, 0, 1, 2, 1, 0, 1]
+
+
+# --------------------------------------------------------------------------------------------
+# Any image size
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlap", [0.25, 0.5])
+def test_large_image_matches_whole_image_prediction(overlap: float):
+    """An 80x80 image (2.5x the 32x32 tile) gives an 80x80 output that agrees with a
+    whole-image prediction by the same weights with a flexible input."""
+    fixed, flexible = same_weights(unet_like, TILE)
+    meta = meta_for(fixed, num_classes=3, head="softmax")
+    rng = np.random.default_rng(3)
+    image = rng.random((80, 80, 1)).astype(np.float32)
+
+    tiled = predictor(fixed, meta, tile_overlap=overlap).predict_probs(image)
+    whole = np.asarray(flexible.predict_on_batch(image[None]))[0]
+
+    assert tiled.shape == (80, 80, 3)
+    np.testing.assert_allclose(tiled.sum(-1), 1.0, atol=1e-5)
+    inner = (slice(8, -8), slice(8, -8))
+    diff = np.abs(tiled[inner] - whole[inner])
+    print(diff.mean(), diff.max())
+    assert diff.mean() < 0.01, diff.mean()
+    agree = (tiled[inner].argmax(-1) == whole[inner].argmax(-1)).mean()
+    assert agree > 0.98, agree
+    # The mask really varies (the comparison is not trivially constant).
+    assert len(np.unique(whole.argmax(-1))) == 3
+
+
+def test_threshold_model_exact_at_any_size():
+    model = threshold_model(TILE)
+    pred = predictor(model, meta_for(model))
+    for h, w in [(80, 80), (37, 53), (7, 5), (1, 40), (32, 32), (100, 33)]:
+        gray = random_gray(h, w, seed=h * w)
+        probs = pred.predict_probs(inf.normalize(gray[..., None], "unit"))
+        mask = pred.to_mask(probs)
+        assert mask.shape == (h, w)
+        np.testing.assert_array_equal(mask, expected_threshold_mask(gray))
+
+
+def test_valid_padding_model_tiles_exactly():
+    """Valid-padding model: 36x36 input tile -> 32x32 output tile; mirror-padded overlap-tile
+    output equals the whole (mirror-padded) image prediction everywhere."""
+    fixed, flexible = valid_model(36), valid_model(None)
+    flexible.set_weights(fixed.get_weights())
+    meta = meta_for(fixed, size=36)
+    pred = predictor(fixed, meta, blend="mean", tile_overlap=0.25)
+    assert pred.out_tile == (32, 32) and pred.crop == (2, 2)
+    rng = np.random.default_rng(5)
+    for h, w in [(90, 75), (20, 11)]:
+        image = rng.random((h, w, 1)).astype(np.float32)
+        tiled = pred.predict_probs(image)
+        reference = flexible.predict_on_batch(inf.mirror_pad(image, (2, 2), (2, 2))[None])[0]
+        assert tiled.shape == (h, w, 1)
+        np.testing.assert_allclose(tiled, reference, atol=1e-5)
+
+
+def test_tta_averages_flips():
+    """TTA equals the mean of flipped-back predictions, and changes nothing for a
+    flip-equivariant model."""
+    model = unet_like(TILE, seed=2)
+    meta = meta_for(model, num_classes=3, head="softmax")
+    image = np.random.default_rng(7).random((TILE, TILE, 1)).astype(np.float32)
+    got = predictor(model, meta, tta=True).predict_probs(image)
+    x = image[None]
+    manual = np.mean(
+        [
+            model.predict_on_batch(x),
+            model.predict_on_batch(x[:, ::-1])[:, ::-1],
+            model.predict_on_batch(x[:, :, ::-1])[:, :, ::-1],
+            model.predict_on_batch(x[:, ::-1, ::-1])[:, ::-1, ::-1],
+        ],
+        axis=0,
+    )[0]
+    np.testing.assert_allclose(got, manual, atol=1e-5)
+    plain = predictor(model, meta).predict_probs(image)
+    assert np.abs(plain - got).max() > 1e-4  # this model is not flip-equivariant
+
+    sym = symmetric_model()
+    smeta = meta_for(sym, num_classes=2, head="softmax")
+    big = np.random.default_rng(8).random((50, 70, 1)).astype(np.float32)
+    np.testing.assert_allclose(
+        predictor(sym, smeta, tta=True).predict_probs(big),
+        predictor(sym, smeta).predict_probs(big),
+        atol=1e-5,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Image conversion
+# --------------------------------------------------------------------------------------------
+
+
+def test_read_image_converts_modes(tmp_path: Path):
+    gray = random_gray(9, 13)
+    rgb = np.repeat(gray[..., None], 3, -1)
+    rgba = np.concatenate([rgb, np.full((9, 13, 1), 7, np.uint8)], -1)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    Image.fromarray(gray).convert("P").save(tmp_path / "p.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "16.png")
+    for name in ("g.png", "a.png", "p.png"):
+        one = inf.read_image(tmp_path / name, 1)
+        three = inf.read_image(tmp_path / name, 3)
+        assert one.shape == (9, 13, 1) and three.shape == (9, 13, 3)
+        np.testing.assert_array_equal(one[..., 0], gray)
+        np.testing.assert_array_equal(three, rgb)
+    sixteen = inf.read_image(tmp_path / "16.png", 1)
+    assert sixteen.dtype == np.uint16
+    np.testing.assert_allclose(inf.normalize(sixteen, "unit")[..., 0], gray / 255.0, atol=1e-6)
+    assert inf.read_image(tmp_path / "g.png", 4)[..., 3].min() == 255
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and CLI
+# --------------------------------------------------------------------------------------------
+
+
+def write_images(folder: Path) -> dict[str, np.ndarray]:
+    """Grayscale, RGB, RGBA and palette images of several sizes; returns name -> gray."""
+    folder.mkdir(parents=True, exist_ok=True)
+    grays = {}
+    specs = {"big.png": (80, 80), "odd.png": (37, 53), "small.png": (12, 20), "rgb.jpg": (40, 24)}
+    for name, (h, w) in specs.items():
+        g = random_gray(h, w, seed=h + w)
+        if name.endswith(".jpg"):
+            g = np.where(g > 127, 230, 20).astype(np.uint8)  # robust to JPEG artefacts
+            Image.fromarray(np.repeat(g[..., None], 3, -1)).save(folder / name, quality=95)
+        else:
+            Image.fromarray(g).save(folder / name)
+        grays[name] = g
+    g = random_gray(33, 31, seed=9)
+    alpha = np.full((33, 31, 1), 100, np.uint8)
+    Image.fromarray(np.concatenate([np.repeat(g[..., None], 3, -1), alpha], -1), "RGBA").save(
+        folder / "rgba.png"
+    )
+    grays["rgba.png"] = g
+    return grays
+
+
+def test_cli_folder_with_corrupt_file(tmp_path: Path, capsys):
+    model = threshold_model(TILE)
+    model_dir = predict.save_local(model, meta_for(model), tmp_path / "m")
+    grays = write_images(tmp_path / "in")
+    (tmp_path / "in" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not an image")
+    (tmp_path / "in" / "notes.txt").write_text("not an image, skipped")
+    out = tmp_path / "out"
+
+    code = predict.main(
+        [f"model={model_dir}", f"input={tmp_path / 'in'}", f"output={out}", "overlay=true"]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "bad.png" in captured.err
+    assert "5 segmented" in captured.out and "1 failed (bad.png)" in captured.out
+    assert not (out / "bad.png").exists()
+    for name, gray in grays.items():
+        stem = Path(name).stem
+        mask = np.asarray(Image.open(out / f"{stem}.png"))
+        assert mask.shape == gray.shape
+        np.testing.assert_array_equal(mask, expected_threshold_mask(gray))
+        ov = np.asarray(Image.open(out / f"{stem}_overlay.png").convert("RGB"))
+        assert ov.shape == (*gray.shape, 3)
+        if name.endswith(".png"):  # background keeps the image, foreground is tinted
+            bg = mask == 0
+            np.testing.assert_array_equal(ov[bg], np.repeat(gray[bg][:, None], 3, -1))
+            assert (ov[~bg] != np.repeat(gray[~bg][:, None], 3, -1)).any(-1).mean() > 0.9
+
+
+def test_cli_palette_probs_tta_and_keras_file(tmp_path: Path):
+    model = threshold_model(TILE, channels=3)
+    model_dir = predict.save_local(model, meta_for(model, channels=3), tmp_path / "m")
+    gray = random_gray(45, 70)
+    Image.fromarray(gray).save(tmp_path / "x.png")
+    out = tmp_path / "out"
+    code = predict.main(
+        [
+            f"model={model_dir / 'model.keras'}",
+            f"input={tmp_path}/*.png",
+            f"output={out}",
+            "palette=true",
+            "save_probs=true",
+            "tta=true",
+            "tile_overlap=8",
+            "blend=mean",
+            "batch_size=3",
+        ]
+    )
+    assert code == 0
+    img = Image.open(out / "x.png")
+    assert img.mode == "P" and img.size == (70, 45)
+    np.testing.assert_array_equal(np.asarray(img), expected_threshold_mask(gray))
+    assert img.getpalette()[3:6] != [0, 0, 0]  # class 1 has a colour
+    probs = np.load(out / "x_probs.npy")
+    assert probs.shape == (45, 70, 2) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(probs.argmax(-1), expected_threshold_mask(gray))
+
+
+def test_input_range_and_none_normalization(tmp_path: Path):
+    """A model that expects raw 0..255 pixels, described by input_range or normalization."""
+    model = threshold_model(None)
+    head = model.get_layer("head")
+    head.set_weights([head.get_weights()[0] / 255.0, head.get_weights()[1]])
+    gray = random_gray(21, 34)
+    Image.fromarray(gray).save(tmp_path / "x.png")
+    for extra in ({"input_range": 255.0}, {"normalization": "none"}):
+        meta = meta_for(model, **extra)
+        pred = predictor(model, meta)
+        written, failed = predict.predict_files(
+            [tmp_path / "x.png"], tmp_path / "o", pred, meta, progress=False
+        )
+        assert not failed
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(written[0])), expected_threshold_mask(gray)
+        )
+
+
+def test_cli_errors(tmp_path: Path, capsys):
+    assert predict.main(["model=a", "input=b", "output=c", "colour=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "unknown key 'colour'" in err and "tile_overlap" in err and "tracking_uri" in err
+    assert predict.main(["model=a", "input=b", "output=c", "tta=maybe"]) == 2
+    assert "tta" in capsys.readouterr().err
+    assert predict.main(["input=b", "output=c"]) == 2
+    assert "model=..." in capsys.readouterr().err
+    Image.fromarray(random_gray(8, 8)).save(tmp_path / "x.png")
+    assert predict.main([f"model={tmp_path / 'nope'}", f"input={tmp_path}", "output=o"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert predict.main(["--help"]) == 0
+    assert "batch_size=8" in capsys.readouterr().out
+
+
+def test_model_without_metadata_is_inferred(tmp_path: Path, capsys):
+    model = unet_like(TILE)
+    path = tmp_path / "plain.keras"
+    model.save(path)
+    loaded, meta = predict.load_model_and_meta(str(path))
+    assert "no segexp metadata" in capsys.readouterr().err
+    assert meta["input_size"] == [TILE, TILE] and meta["channels"] == 1
+    assert meta["num_classes"] == 3 and meta["head"] == "softmax"
+    assert meta["required_multiple"] == 4 and meta["normalization"] == "unit"
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    previous = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.create_experiment("predict-test", artifact_location=(tmp_path / "art").as_uri())
+    mlflow.set_experiment(experiment_id=exp)
+    yield uri
+    mlflow.set_tracking_uri(previous)
+
+
+def test_mlflow_runs_and_registry_uris(tmp_path: Path, mlflow_store: str, capsys):
+    import mlflow
+
+    model = threshold_model(TILE)
+    meta = meta_for(model)
+    with mlflow.start_run() as run:
+        predict.log_model(model, meta, name="model", pip_requirements=REQS)  # + meta json
+    with mlflow.start_run() as plain_run:  # the contract: metadata in MLmodel only
+        mlflow.keras.log_model(
+            model, name="model", metadata={"segexp": meta}, pip_requirements=REQS
+        )
+
+    for run_id in (run.info.run_id, plain_run.info.run_id):
+        loaded, got = predict.load_model_and_meta(f"runs:/{run_id}/model")
+        assert got["input_size"] == meta["input_size"] and got["head"] == "sigmoid"
+        assert loaded.input_shape == (None, TILE, TILE, 1)
+    logged = mlflow.search_logged_models(
+        filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list"
+    )
+    files = {Path(a.path).name for a in mlflow.artifacts.list_artifacts(logged[0].model_uri)}
+    assert "segexp_meta.json" in files and "MLmodel" in files
+
+    version = predict.register_model(plain_run.info.run_id, "tiny-seg")
+    assert version == 1
+    _, reg_meta = predict.load_model_and_meta("models:/tiny-seg/1")
+    assert reg_meta["input_size"] == [TILE, TILE]
+
+    gray = random_gray(50, 41)
+    Image.fromarray(gray).save(tmp_path / "img.png")
+    mlflow.set_tracking_uri("sqlite:///elsewhere.db")  # the CLI key must select the store
+    code = predict.main(
+        [
+            "model=models:/tiny-seg/1",
+            f"input={tmp_path / 'img.png'}",
+            f"output={tmp_path / 'out'}",
+            f"tracking_uri={mlflow_store}",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    mask = np.asarray(Image.open(tmp_path / "out" / "img.png"))
+    np.testing.assert_array_equal(mask, expected_threshold_mask(gray))
+    assert (
+        predict.main(
+            [
+                "model=models:/missing/3",
+                f"input={tmp_path}",
+                "output=o",
+                f"tracking_uri={mlflow_store}",
+            ]
+        )
+        == 2
+    )
+    assert "models:/missing/3" in capsys.readouterr().err
