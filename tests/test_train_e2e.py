@@ -25,7 +25,9 @@ def finished_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     uri = f"sqlite:///{tmp}/mlflow.db"
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", [*TINY, f"tracking.uri={uri}", "tracking.experiment=e2e"])
+        cfg = compose(
+            "train", [*TINY, "dataset.mode=trimap", f"tracking.uri={uri}", "tracking.experiment=e2e"]
+        )
     objective = train(cfg)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("e2e")
@@ -45,7 +47,6 @@ def test_run_finished_with_params_and_tags(finished_run):
     assert params["tracking.uri"].startswith("sqlite:///")
     tags = run.data.tags
     assert tags["model"] == "unet_small" and tags["dataset"] == "synthetic"
-    assert "trainer.epochs=2" in tags["hydra_overrides"] or tags["hydra_overrides"] == ""
     assert tags["dataset.num_classes"] == "3"
 
 
@@ -121,7 +122,10 @@ def test_cli_leaves_exactly_one_finished_run(tmp_path):
     exp = client.get_experiment_by_name("segexp")
     runs = client.search_runs([exp.experiment_id])
     assert [r.info.status for r in runs] == ["FINISHED"]
-    assert runs[0].data.tags["dataset.num_classes"] == "2"
+    tags = runs[0].data.tags
+    assert tags["dataset.num_classes"] == "2"
+    assert "trainer.epochs=2" in tags["hydra_overrides"].split()
+    assert runs[0].info.run_name.startswith("dataset.image_size=[32,32]")
     assert "val_dice" in runs[0].data.metrics
 
 

@@ -116,11 +116,21 @@ def make_sample(
     return np.clip(image, 0.0, 1.0).astype(np.float32), mask
 
 
+def resolve_mode(cfg: DictConfig) -> str:
+    """``auto`` follows the model's class count: 3 -> trimap, otherwise binary."""
+    mode = str(cfg.mode)
+    if mode == "auto":
+        return "trimap" if cfg.get("num_classes") == 3 else "binary"
+    return mode
+
+
 def generate(cfg: DictConfig, image_size: tuple[int, int], channels: int, seed: int):
     """Generate all images and masks as NumPy arrays: ``(images [N,H,W,C], masks [N,H,W,1])``."""
-    mode = str(cfg.mode)
+    mode = resolve_mode(cfg)
     if mode not in CLASS_NAMES:
-        raise ConfigError(f"dataset.mode={mode!r}: expected one of {sorted(CLASS_NAMES)}")
+        raise ConfigError(
+            f"dataset.mode={mode!r}: expected auto or one of {sorted(CLASS_NAMES)}"
+        )
     n = int(cfg.num_images)
     if n < 3:
         raise ConfigError(f"dataset.num_images={n}: expected at least 3 (train, val, test)")
@@ -156,6 +166,10 @@ def load(cfg: DictConfig, image_size: tuple[int, int], channels: int, seed: int)
     counts = split_counts(len(images), cfg.split)
     # Optional cap on the training-set size (for training-set-size sweeps); val/test unchanged.
     train_limit = cfg.get("train_size")
+    if cfg.get("num_classes") not in (None, 2, 3):
+        raise ConfigError(
+            f"model.num_classes={cfg.num_classes}: the synthetic dataset has 2 or 3 classes"
+        )
     bounds = {"train": (0, counts["train"])}
     bounds["val"] = (counts["train"], counts["train"] + counts["val"])
     bounds["test"] = (bounds["val"][1], len(images))
@@ -167,7 +181,7 @@ def load(cfg: DictConfig, image_size: tuple[int, int], channels: int, seed: int)
             (images[a:b], masks[a:b].astype(np.int32))
         )
         sizes[name] = b - a
-    class_names = CLASS_NAMES[str(cfg.mode)]
+    class_names = CLASS_NAMES[resolve_mode(cfg)]
     frequencies = np.bincount(masks[: bounds["train"][1]].ravel(), minlength=len(class_names))
     digest = hashlib.sha256(images.tobytes() + masks.tobytes()).hexdigest()[:16]
     return DataSource(
