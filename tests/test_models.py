@@ -99,8 +99,11 @@ def test_preset_param_counts_are_exact(name: str) -> None:
 
 def test_unet_small_counts_and_default_shape() -> None:
     model = build_model(load_preset("unet_small"), (32, 32, 1), 3)
-    assert param_counts(model) == (481_779, 481_779)  # the CLI's 64x64x1, 3 classes: same count
+    assert param_counts(model) == (481_779, 481_779)  # counts do not depend on the image size
     assert model.output_shape == (None, 32, 32, 3)
+    binary = build_model(load_preset("unet_small"), (64, 64, 1), 2)  # the default run, the CLI
+    assert param_counts(binary) == (481_745, 481_745)
+    assert binary.output_shape == (None, 64, 64, 1)
 
 
 @pytest.mark.parametrize("name", UNET_PRESETS)

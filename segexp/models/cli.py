@@ -11,7 +11,7 @@ from segexp.errors import SegexpError
 
 #: Size and class count used for presets that take them from the dataset (the synthetic default).
 DEFAULT_INPUT = (64, 64, 1)
-DEFAULT_CLASSES = 3
+DEFAULT_CLASSES = 2
 
 
 def _build(name: str) -> tuple[Any, Any, tuple[int, int, int], int | None, bool]:
