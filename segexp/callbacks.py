@@ -30,6 +30,7 @@ from typing import Any
 
 import keras
 
+from segexp.config import to_dict
 from segexp.errors import ConfigError
 from segexp.optim import current_learning_rate, schedule_config
 
@@ -53,15 +54,7 @@ _MIN_WORDS = ("loss", "error", "mse", "mae")
 
 
 def _to_dict(cfg: Any) -> dict[str, Any]:
-    if cfg is None:
-        return {}
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(cfg, DictConfig):
-        return dict(OmegaConf.to_container(cfg, resolve=True))
-    if isinstance(cfg, Mapping):
-        return dict(cfg)
-    raise ConfigError(f"trainer: expected a mapping, got {cfg!r}")
+    return to_dict(cfg, "trainer")
 
 
 def _section(trainer: Mapping, key: str, defaults: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,19 @@ _URI_USERINFO = re.compile(
 )
 # Keys that describe where and how a run is tracked, not what it trains.
 RUN_NAME_EXCLUDED_PREFIXES = ("tracking.", "hydra.", "resume", "trainer.verbose")
+
+
+def to_dict(cfg: Any, where: str = "config") -> dict[str, Any]:
+    """A config section (DictConfig, mapping or None) as a plain, resolved dict."""
+    if cfg is None:
+        return {}
+    if isinstance(cfg, DictConfig):
+        return dict(OmegaConf.to_container(cfg, resolve=True))
+    if isinstance(cfg, Mapping):
+        return dict(cfg)
+    from segexp.errors import ConfigError
+
+    raise ConfigError(f"{where}: expected a mapping, got {type(cfg).__name__}")
 
 
 def redact(value: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 import keras
 
+from segexp.config import to_dict
 from segexp.errors import ConfigError
 
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -65,15 +66,7 @@ SCHEDULE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def _to_dict(cfg: Any) -> dict[str, Any]:
-    if cfg is None:
-        return {}
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(cfg, DictConfig):
-        return dict(OmegaConf.to_container(cfg, resolve=True))
-    if isinstance(cfg, Mapping):
-        return dict(cfg)
-    raise ConfigError(f"optimizer: expected a mapping, got {cfg!r}")
+    return to_dict(cfg, "optimizer")
 
 
 def _check_keys(cfg: Mapping, allowed: Mapping, where: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from segexp.config import to_dict
 from segexp.errors import ConfigError
 
 AugmentFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
@@ -14,18 +15,7 @@ _FILL_MODES = {"reflect": "REFLECT", "constant": "CONSTANT", "nearest": "NEAREST
 
 
 def _to_dict(cfg: Any) -> dict[str, Any]:
-    if cfg is None:
-        return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return dict(OmegaConf.to_container(cfg, resolve=True))
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(cfg, Mapping):
-        return dict(cfg)
-    raise ConfigError(f"augmentation: expected a mapping, got {cfg!r}")
+    return to_dict(cfg, "augmentation")
 
 
 def _params(cfg: Mapping, defaults: dict[str, Any], where: str) -> dict[str, Any]:

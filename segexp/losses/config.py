@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
+from segexp.config import to_dict
 from segexp.errors import ConfigError
 
 KINDS = ("bce", "cce", "dice", "bce_dice", "ce_dice", "focal", "unet_weighted", "mse")
@@ -37,15 +37,7 @@ LOSS_DEFAULTS["ce_dice"] = LOSS_DEFAULTS["bce_dice"]
 
 
 def _to_dict(cfg: Any) -> dict[str, Any]:
-    if cfg is None:
-        return {}
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(cfg, DictConfig):
-        return dict(OmegaConf.to_container(cfg, resolve=True))
-    if isinstance(cfg, Mapping):
-        return dict(cfg)
-    raise ConfigError(f"loss: expected a mapping, got {cfg!r}")
+    return to_dict(cfg, "loss")
 
 
 def resolve_head(head: str, num_classes: int) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from segexp.config import to_dict
 from segexp.errors import ConfigError
 
 HEADS = ("auto", "sigmoid", "softmax", "linear")
@@ -15,19 +16,7 @@ TASKS = ("segmentation", "reconstruction")
 
 
 def to_plain(cfg: Any) -> dict[str, Any]:
-    """A model config (DictConfig or mapping) as a plain, resolved dict."""
-    if cfg is None:
-        return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return dict(OmegaConf.to_container(cfg, resolve=True))
-    except ImportError:  # pragma: no cover - omegaconf is a hard dependency
-        pass
-    if isinstance(cfg, Mapping):
-        return dict(cfg)
-    raise ConfigError(f"model config: expected a mapping, got {type(cfg).__name__}")
+    return to_dict(cfg, "model config")
 
 
 def resolve_task(cfg: Mapping[str, Any]) -> str:
