@@ -185,6 +185,37 @@ def check_unpaired(
     skipped.extend(f"{_display(p)}: mask without image" for p in lonely_masks)
 
 
+def paired_samples(
+    images: Sequence[Path],
+    masks: Sequence[Path],
+    cfg: Any,
+    images_dir: Path,
+    masks_dir: Path,
+    *,
+    what: str = "image/mask",
+) -> tuple[list[Sample], list[str]]:
+    """Pair image and mask files (by stem or ``dataset.image_pattern`` / ``mask_pattern``).
+
+    Unpaired files fail with one line, or are recorded in the returned skipped list when
+    ``dataset.skip_bad`` is true.
+    """
+    pairs, lonely_images, lonely_masks = pair_files(
+        images, masks, image_pattern=cfg.get("image_pattern"), mask_pattern=cfg.get("mask_pattern")
+    )
+    skipped: list[str] = []
+    check_unpaired(
+        lonely_images,
+        lonely_masks,
+        skip_bad=bool(opt(cfg, "skip_bad", False)),
+        skipped=skipped,
+        images_dir=images_dir,
+        masks_dir=masks_dir,
+    )
+    if not pairs:
+        raise DataError(f"no {what} pairs in {images_dir} and {masks_dir}")
+    return [Sample(k, i, [m]) for k, i, m in pairs], skipped
+
+
 # ----------------------------------------------------------------------------- validation
 @dataclass
 class Sample:
@@ -513,21 +544,7 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
     masks = list_files(masks_dir, exts, recursive)
     if not images:
         raise DataError(f"no image files ({', '.join(exts)}) in {images_dir}; expected {LAYOUT}")
-    pairs, lonely_i, lonely_m = pair_files(
-        images, masks, image_pattern=cfg.get("image_pattern"), mask_pattern=cfg.get("mask_pattern")
-    )
-    skipped: list[str] = []
-    check_unpaired(
-        lonely_i,
-        lonely_m,
-        skip_bad=bool(opt(cfg, "skip_bad", False)),
-        skipped=skipped,
-        images_dir=images_dir,
-        masks_dir=masks_dir,
-    )
-    if not pairs:
-        raise DataError(f"no image/mask pairs between {images_dir} and {masks_dir}")
-    samples = [Sample(k, i, [m]) for k, i, m in pairs]
+    samples, skipped = paired_samples(images, masks, cfg, images_dir, masks_dir)
     base = root_path or Path(os.path.commonpath([images_dir, masks_dir]))
     return build_file_source(
         str(opt(cfg, "name", "folder")),

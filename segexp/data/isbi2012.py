@@ -27,12 +27,10 @@ import numpy as np
 from segexp.data import split as splitlib
 from segexp.data.arrays import build_array_source
 from segexp.data.folder import (
-    Sample,
     build_file_source,
-    check_unpaired,
     list_files,
     opt,
-    pair_files,
+    paired_samples,
     require_root,
 )
 from segexp.data.source import DataSource
@@ -111,24 +109,14 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
     for d in (images_dir, masks_dir):
         if not d.is_dir():
             raise DataError(f"{d} is not a directory; expected {LAYOUT}; {WHERE}")
-    pairs, lonely_i, lonely_m = pair_files(
+    samples, skipped = paired_samples(
         list_files(images_dir),
         list_files(masks_dir),
-        image_pattern=cfg.get("image_pattern"),
-        mask_pattern=cfg.get("mask_pattern"),
+        cfg,
+        images_dir,
+        masks_dir,
+        what="image/label slice",
     )
-    skipped: list[str] = []
-    check_unpaired(
-        lonely_i,
-        lonely_m,
-        skip_bad=bool(opt(cfg, "skip_bad", False)),
-        skipped=skipped,
-        images_dir=images_dir,
-        masks_dir=masks_dir,
-    )
-    if not pairs:
-        raise DataError(f"no image/label slice pairs in {images_dir} and {masks_dir}")
-    samples = [Sample(k, i, [m]) for k, i, m in pairs]
     return build_file_source(
         "isbi2012",
         samples,

@@ -28,14 +28,12 @@ import numpy as np
 from segexp.data import decode
 from segexp.data import split as splitlib
 from segexp.data.folder import (
-    Sample,
     build_file_source,
-    check_unpaired,
     class_info,
     fill_value,
     list_files,
     opt,
-    pair_files,
+    paired_samples,
     require_root,
 )
 from segexp.data.source import DataSource
@@ -67,19 +65,9 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
     masks = list_files(masks_dir, (".png",))
     if not images:
         raise DataError(f"no .jpg images in {images_dir}; expected {LAYOUT}; {WHERE}")
-    pairs, lonely_i, lonely_m = pair_files(images, masks)
-    skipped: list[str] = []
-    check_unpaired(
-        lonely_i,
-        lonely_m,
-        skip_bad=bool(opt(cfg, "skip_bad", False)),
-        skipped=skipped,
-        images_dir=images_dir,
-        masks_dir=masks_dir,
+    samples, skipped = paired_samples(
+        images, masks, cfg, images_dir, masks_dir, what="image/trimap"
     )
-    if not pairs:
-        raise DataError(f"no image/trimap pairs in {images_dir} and {masks_dir}")
-    samples = [Sample(k, i, [m]) for k, i, m in pairs]
     return build_file_source(
         "oxford_pets",
         samples,
