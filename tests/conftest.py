@@ -22,6 +22,16 @@ TINY = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _work_in_a_temporary_directory(tmp_path_factory):
+    """Runs started in-process write their outputs (checkpoints, previews) to the working
+    directory; keep them out of the repository."""
+    previous = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(previous)
+
+
 @pytest.fixture
 def compose():
     """``compose(overrides) -> DictConfig`` for conf/train.yaml."""
