@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -19,6 +21,13 @@ class EpochLogger(keras.callbacks.Callback):
 
     ``train_seconds`` and ``train_images`` exclude validation; ``logging_seconds`` is the time
     spent in MLflow calls, so its share of the epoch can be reported.
+
+    ``before_log(epoch, logs)`` (the resume checkpoint) runs after the epoch's timing is
+    recorded and before anything is logged (returning False skips logging the epoch), so a crash
+    while logging never loses a finished epoch: the checkpoint holds its metrics and a resumed
+    run logs whatever is missing. A logging call that still fails after ``tracking.retry`` only
+    warns (training goes on); the epoch is counted in ``failed_steps`` and logged later from the
+    checkpoint's history.
     """
 
     def __init__(
@@ -35,6 +44,7 @@ class EpochLogger(keras.callbacks.Callback):
         head: str = "softmax",
         ignore_value: int | None = None,
         input_scale: float = 1.0,
+        before_log: Callable[[int, dict], Any] | None = None,
     ) -> None:
         super().__init__()
         self.client, self.run_id = client, run_id
@@ -49,6 +59,8 @@ class EpochLogger(keras.callbacks.Callback):
         self.logging_seconds = 0.0
         self._start = self._train_end = None
         self._batches = 0
+        self.before_log = before_log
+        self.failed_steps: list[int] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
@@ -66,15 +78,48 @@ class EpochLogger(keras.callbacks.Callback):
         end = time.perf_counter()
         self.epoch_train_seconds.append((self._train_end or end) - self._start)
         self.epoch_images.append(self._batches * self.batch_size)
+        self.epoch_seconds.append(end - self._start)
         step = epoch + 1
+        if self.before_log is not None and self.before_log(epoch, dict(logs or {})) is False:
+            return  # an epoch aborted by a NaN loss: not a completed epoch, not logged
         t0 = time.perf_counter()
-        tracking.log_metrics(self.client, self.run_id, dict(logs or {}), step=step)
-        if self.sample_images is not None and (
+        try:
+            tracking.log_metrics(self.client, self.run_id, dict(logs or {}), step=step)
+            if self.wants_panel(step):
+                self.log_predictions(step)
+        except Exception as err:  # noqa: BLE001 - a tracking outage must not stop training
+            self.failed_steps.append(step)
+            warnings.warn(
+                f"segexp: logging epoch {step} to MLflow failed ({type(err).__name__}: {err}); "
+                "training goes on, the metrics are logged again at the end",
+                RuntimeWarning,
+                stacklevel=1,
+            )
+        spent = time.perf_counter() - t0
+        self.logging_seconds += spent
+        self.epoch_seconds[-1] += spent
+
+    def wants_panel(self, step: int) -> bool:
+        """Whether a prediction panel is logged at ``step`` (1-based epoch)."""
+        return self.sample_images is not None and (
             step % self.images_every == 0 or step == self.epochs
-        ):
-            self.log_predictions(step)
-        self.logging_seconds += time.perf_counter() - t0
-        self.epoch_seconds.append(time.perf_counter() - self._start)
+        )
+
+    def state(self) -> dict[str, Any]:
+        """Timing state, for the resume checkpoint."""
+        return {
+            "epoch_train_seconds": list(self.epoch_train_seconds),
+            "epoch_seconds": list(self.epoch_seconds),
+            "epoch_images": list(self.epoch_images),
+            "logging_seconds": self.logging_seconds,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue the timing of a resumed run (see :meth:`state`)."""
+        self.epoch_train_seconds = [float(v) for v in state.get("epoch_train_seconds", [])]
+        self.epoch_seconds = [float(v) for v in state.get("epoch_seconds", [])]
+        self.epoch_images = [int(v) for v in state.get("epoch_images", [])]
+        self.logging_seconds = float(state.get("logging_seconds", 0.0))
 
     def predict_panel(self) -> np.ndarray:
         """Input | truth | prediction for the fixed validation samples."""

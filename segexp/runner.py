@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from mlflow import MlflowClient
 from mlflow.data.dataset_source import DatasetSource
 from omegaconf import DictConfig, OmegaConf
 
-from segexp import tracking
+from segexp import checkpoint, sweep, tracking
 from segexp.analysis import summarize_history
 from segexp.config import run_name
 from segexp.data import load_source
@@ -81,6 +83,12 @@ def train(cfg: DictConfig) -> float | None:
     """Run one job described by ``cfg``; returns the configured objective metric."""
     output_dir, overrides = _hydra_context()
     tracking.check_store(str(cfg.tracking.uri))
+    resume: checkpoint.Resume | None = None
+    if cfg.get("resume"):
+        cfg, resume = checkpoint.prepare(cfg, overrides)
+        output_dir = resume.output_dir
+        tracking.check_store(str(cfg.tracking.uri))
+    start_epoch = resume.epoch if resume else 0
     mlflow.set_tracking_uri(str(cfg.tracking.uri))
     experiment = mlflow.set_experiment(str(cfg.tracking.experiment))
     client = MlflowClient()
@@ -90,17 +98,21 @@ def train(cfg: DictConfig) -> float | None:
     shape = input_spec(cfg)
     source = load_source(cfg.dataset, shape[:2], shape[2], seed)
 
+    from segexp import devices
     from segexp.models import build_model, input_range
 
+    # GPU options: dtype policy before the model is built; build + compile in the strategy scope.
+    gpu = devices.setup(cfg.trainer)
     task = str(cfg.model.get("task", "segmentation"))
-    model = build_model(cfg.model, shape, source.num_classes)
-    head = head_of(model, task)
     epochs = int(cfg.trainer.epochs)
-    batch_size = int(cfg.trainer.batch_size)
+    batch_size = gpu.batch_size  # global: per-replica batch_size * replicas
     steps = cfg.trainer.get("steps_per_epoch") or max(
         1, math.ceil(source.sizes["train"] / batch_size)
     )
-    model.compile(**compile_args(cfg, head, source, task, steps, epochs))
+    with gpu.scope():
+        model = build_model(cfg.model, shape, source.num_classes)
+        head = head_of(model, task)
+        model.compile(**compile_args(cfg, head, source, task, steps, epochs))
 
     crop = mask_crop(model)
     target = "image" if task == "reconstruction" else "mask"
@@ -119,6 +131,9 @@ def train(cfg: DictConfig) -> float | None:
             input_scale=scale,
             mask_crop=crop,
             target=target,
+            epochs=epochs,
+            initial_epoch=start_epoch,
+            steps_per_epoch=cfg.trainer.get("steps_per_epoch"),
         )
         for split in ("train", "val", "test")
     )
@@ -137,46 +152,88 @@ def train(cfg: DictConfig) -> float | None:
         "git_commit": tracking.git_commit(),
         "output_dir": str(output_dir),
         **({"mlflow.parentRunId": parent} if parent else {}),
+        **sweep.job_tags(),
         **OmegaConf.to_container(cfg.tracking.get("tags", {}), resolve=True),
     }
-    run = client.create_run(
-        experiment.experiment_id,
-        run_name=run_name(cfg, overrides),
-        tags={k: str(v) for k, v in tags.items() if v is not None},
-    )
-    run_id = run.info.run_id
+    if resume is None:
+        run = tracking.retry(
+            client.create_run,
+            experiment.experiment_id,
+            run_name=tracking.redact_text(run_name(cfg, sweep.job_overrides(overrides))),
+            tags=tracking.safe_tags(tags),
+        )
+        run_id = run.info.run_id
+        checkpoint.write_run_file(output_dir, run_id, cfg)
+    else:
+        run_id = resume.run_id
+        checkpoint.reopen(client, resume, cfg)
     print(
-        f"segexp: MLflow run {run_id} in {cfg.tracking.uri} (experiment "
-        f"{cfg.tracking.experiment!r}); outputs in {output_dir}",
+        f"segexp: MLflow run {run_id} in {tracking.redact_text(str(cfg.tracking.uri))} "
+        f"(experiment {cfg.tracking.experiment!r}); outputs in {output_dir}",
         flush=True,
     )
-    with mlflow.start_run(run_id=run_id):
-        try:
-            summary = _fit_and_log(
-                cfg,
+    with _run_status(client, run_id, output_dir):
+        summary = _fit_and_log(
+            cfg,
+            client,
+            run_id,
+            model,
+            source,
+            task,
+            head,
+            overrides,
+            train_ds,
+            val_ds,
+            test_ds,
+            sample_x,
+            sample_y,
+            steps,
+            output_dir,
+            resume=resume,
+        )
+    return _objective(cfg, summary)
+
+
+@contextlib.contextmanager
+def _run_status(client: MlflowClient, run_id: str, output_dir: Path):
+    """Run the job inside the (re)opened MLflow run and end it with an honest status.
+
+    Success: FINISHED. Ctrl-C or SIGTERM (turned into KeyboardInterrupt): KILLED, with the tags
+    ``segexp.status_reason`` and ``segexp.resume_checkpoint`` (the checkpoint of the last completed
+    epoch is already on disk). Any other exception, a NaN loss included: FAILED, with the tag
+    ``error`` (one line) and the artifact ``error.txt`` (traceback). Secrets are redacted.
+    """
+    tracking.retry(mlflow.start_run, run_id=run_id)
+    status = "FAILED"
+    try:
+        with checkpoint.sigterm_as_interrupt():
+            yield
+        status = "FINISHED"
+    except KeyboardInterrupt as err:
+        status = "KILLED"
+        folder = checkpoint.resume_dir(output_dir)
+        with contextlib.suppress(Exception):
+            tracking.log_tags(
                 client,
                 run_id,
-                model,
-                source,
-                task,
-                head,
-                overrides,
-                train_ds,
-                val_ds,
-                test_ds,
-                sample_x,
-                sample_y,
-                steps,
-                output_dir,
+                {
+                    "segexp.status_reason": f"interrupted ({err or 'KeyboardInterrupt'})",
+                    "segexp.resume_checkpoint": str(folder),
+                },
             )
-        except KeyboardInterrupt:
-            mlflow.end_run("KILLED")
-            raise
-        except BaseException as err:
-            tracking.log_tags(client, run_id, {"error": f"{type(err).__name__}: {err}"[:5000]})
-            mlflow.end_run("FAILED")
-            raise
-    return _objective(cfg, summary)
+        print(
+            f"segexp: interrupted; checkpoint in {folder}; continue with: "
+            f"segexp-train resume={output_dir}",
+            flush=True,
+        )
+        raise
+    except BaseException as err:
+        tracking.log_error(client, run_id, err, traceback.format_exc())
+        raise
+    finally:
+        tracking.set_status(client, run_id, status)
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status)
 
 
 def compile_args(
@@ -291,8 +348,28 @@ def _fit_and_log(
     sample_y,
     steps,
     output_dir,
+    resume: checkpoint.Resume | None = None,
 ) -> dict[str, float]:
+    """Set-up logging (new runs only), training with per-epoch checkpoints, result logging."""
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    if resume is None or resume.state is None:
+        # New run, or one killed before its first checkpoint (set-up logging may be partial;
+        # logging the same params and artifacts again is idempotent).
+        setup_cfg = cfg.copy()
+        OmegaConf.update(setup_cfg, "resume", None, force_add=True)
+        _log_setup(cfg=setup_cfg, client=client, run_id=run_id, model=model, source=source,
+                   overrides=overrides, output_dir=output_dir, trainable=trainable)
+    history, logger = _train_epochs(
+        cfg, client, run_id, model, source, task, head, train_ds, val_ds, sample_x, sample_y,
+        steps, output_dir, resume,
+    )
+    return _log_results(
+        cfg, client, run_id, model, source, task, head, test_ds, history, logger, trainable
+    )
+
+
+def _log_setup(cfg, client, run_id, model, source, overrides, output_dir, trainable) -> None:
+    """What a run logs once, before training: params, config, model summary, data lineage."""
     total = int(model.count_params())
     tracking.log_params(client, run_id, cfg)
     tracking.log_config(client, run_id, cfg, overrides)
@@ -301,10 +378,29 @@ def _fit_and_log(
     _log_lineage(client, run_id, source)
     _log_preview(cfg, source, output_dir)
 
+
+def _train_epochs(
+    cfg, client, run_id, model, source, task, head, train_ds, val_ds, sample_x, sample_y,
+    steps, output_dir, resume,
+) -> tuple[dict[str, list[float]], EpochLogger]:
+    """``model.fit`` from the first epoch not yet completed; returns the whole run's history.
+
+    A resumed run first gets its weights and optimizer state back and logs whatever the crash
+    kept from MLflow (see segexp/checkpoint.py); a NaN loss raises ``NaNLossError``.
+    """
+    from segexp import devices
     from segexp.callbacks import build_callbacks
     from segexp.models import input_range
 
     epochs = int(cfg.trainer.epochs)
+    built = build_callbacks(cfg.trainer, cfg.optimizer, output_dir=output_dir)
+    ckpt = checkpoint.ResumeCheckpoint(
+        output_dir,
+        run_id,
+        watch=built,
+        state=resume.state if resume else None,
+        stop_on_nan=bool(cfg.trainer.get("terminate_on_nan", True)),
+    )
     logger = EpochLogger(
         client,
         run_id,
@@ -312,22 +408,66 @@ def _fit_and_log(
         sample_targets=sample_y,
         images_every=int(cfg.trainer.log_images_every),
         epochs=epochs,
-        batch_size=int(cfg.trainer.batch_size),
+        batch_size=devices.global_batch_size(
+            cfg.trainer, model.distribute_strategy.num_replicas_in_sync
+        ),
         task=task,
         head=head,
         ignore_value=source.ignore_value,
         input_scale=input_range(cfg.model),
+        before_log=ckpt.before_log,
     )
-    callbacks = [*build_callbacks(cfg.trainer, cfg.optimizer, output_dir=output_dir), logger]
-    history = model.fit(
+    ckpt.attach(logger)
+    if resume is not None:
+        checkpoint.load_weights(model, resume)
+        _catch_up(client, run_id, model, ckpt, logger)
+    model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=epochs,
-        steps_per_epoch=cfg.trainer.get("steps_per_epoch"),
-        callbacks=callbacks,
+        initial_epoch=ckpt.epoch,
+        steps_per_epoch=steps,
+        callbacks=[*built, ckpt, logger],
         verbose=int(cfg.trainer.verbose),
     )
-    summary = summarize_history(history.history)
+    if ckpt.nan_epoch is not None:
+        raise checkpoint.NaNLossError(f"NaN loss at epoch {ckpt.nan_epoch}")
+    if logger.failed_steps:
+        _catch_up(client, run_id, model, ckpt, logger, panels=False)
+    return ckpt.history, logger
+
+
+def _catch_up(client, run_id, model, ckpt, logger, *, panels: bool = True) -> None:
+    """Log the checkpointed epochs the run lacks (each (metric, epoch) exactly once) and the
+    last epoch's prediction panel if it is missing; warn instead of failing."""
+    try:
+        added = tracking.log_missing_epochs(client, run_id, ckpt.history)
+        if added:
+            print(f"segexp: logged {added} per-epoch values missing from the run", flush=True)
+        last = ckpt.epoch
+        if (
+            panels
+            and last
+            and logger.wants_panel(last)
+            and last not in tracking.logged_image_steps(client, run_id)
+        ):
+            logger.set_model(model)
+            logger.log_predictions(last)
+    except Exception as err:  # noqa: BLE001 - the run's own status reports real failures
+        import warnings
+
+        warnings.warn(
+            f"segexp: could not log missing epochs to MLflow ({err})", RuntimeWarning, stacklevel=2
+        )
+
+
+def _log_results(
+    cfg, client, run_id, model, source, task, head, test_ds, history, logger, trainable
+) -> dict[str, float]:
+    """Summary metrics, test evaluation, learning curves and the model, after training."""
+    from segexp.models import input_range
+
+    summary = summarize_history(history)
     summary.update(logger.summary())
     summary["num_params"] = trainable
     if cfg.trainer.get("evaluate_test", True):
@@ -335,9 +475,7 @@ def _fit_and_log(
         summary.update({f"test_{k}": float(v) for k, v in results.items()})
     tracking.log_metrics(client, run_id, summary)
     main_metric = "mae" if task == "reconstruction" else "accuracy"
-    figure = learning_curves(
-        history.history, main_metric, title=f"{cfg.model.name} on {source.name}"
-    )
+    figure = learning_curves(history, main_metric, title=f"{cfg.model.name} on {source.name}")
     tracking.retry(mlflow.log_figure, figure, "learning_curves.png")
     if task == "reconstruction":
         _log_latent(model, source, input_range(cfg.model))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -15,18 +19,63 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from omegaconf import DictConfig, OmegaConf
 
-from segexp.config import PROJECT_ROOT, as_params, redact
+from segexp.config import _SECRET_KEY, PROJECT_ROOT, as_params, redact
 from segexp.errors import TrackingError
 
 BATCH = 100  # MLflow's limit of params / tags per log_batch call.
+# ``key=value`` (an override, a line of text) whose key names a secret.
+_SECRET_ASSIGN = re.compile(
+    r"(?P<key>[\w.+~-]*(?:password|passwd|secret|token|api_key|apikey|credential)[\w.-]*)"
+    r"(?P<sep>\s*[=:]\s*)(?P<value>[^\s,]+)",
+    re.I,
+)
+
+
+def redact_text(text: str) -> str:
+    """Hide URI passwords and the values of secret-named ``key=value`` / ``key: value`` pairs."""
+    return _SECRET_ASSIGN.sub(lambda m: f"{m['key']}{m['sep']}***", redact(str(text)))
+
+
+def mask_secrets(value: Any) -> Any:
+    """A plain container with secret-named keys masked and URI passwords hidden."""
+    if isinstance(value, dict):
+        return {
+            k: "***" if _SECRET_KEY.search(str(k)) and v is not None else mask_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return redact(value) if isinstance(value, str) else value
+
+
+def safe_tags(tags: dict[str, Any]) -> dict[str, str]:
+    """Tags as strings, secrets masked (by key name and in URIs / ``key=value`` text)."""
+    return {
+        k: "***" if _SECRET_KEY.search(str(k)) else redact_text(str(v))
+        for k, v in tags.items()
+        if v is not None
+    }
+
+
+def _split_userinfo(url: str) -> tuple[str, dict[str, str]]:
+    """``http://user:pw@host/x`` -> (``http://host/x``, Basic auth header)."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.username:
+        return url, {}
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    token = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    header = {"Authorization": "Basic " + base64.b64encode(token.encode()).decode()}
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), header
 
 
 def check_store(uri: str, timeout: float = 5.0) -> None:
     """Fail early, with one line, when the tracking store cannot be used."""
     if uri.startswith(("http://", "https://")):
-        url = uri.rstrip("/") + "/health"
+        url, auth = _split_userinfo(uri.rstrip("/") + "/health")
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            request = urllib.request.Request(url, headers=auth)  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
                 if response.status != 200:
                     raise TrackingError(
                         f"tracking.uri={redact(uri)}: /health answered "
@@ -42,10 +91,30 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
         path = Path(uri.removeprefix("sqlite:///"))
         if not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
+        init_sqlite(uri, path)
     elif uri.startswith("file:") or "://" not in uri:
         raise TrackingError(
             f"tracking.uri={uri}: MLflow 3 needs a database store, e.g. sqlite:///mlflow.db"
         )
+
+
+def init_sqlite(uri: str, path: Path) -> None:
+    """Create/upgrade the SQLite schema under an inter-process lock.
+
+    MLflow runs its schema migrations when a process first opens a store; several processes
+    doing that at once on a fresh file (a joblib sweep) fail with alembic errors ("expected to
+    match one row ... 0 found"). Writes after that are serialised by SQLite's lock and MLflow's
+    ``PRAGMA busy_timeout = 20000`` (20 s) per session, plus :func:`retry`.
+    """
+    import fcntl
+
+    lock_path = path.with_name(path.name + ".init.lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            retry(MlflowClient(uri).search_experiments, max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def retry(fn: Callable, *args: Any, attempts: int = 4, delay: float = 0.5, **kwargs: Any) -> Any:
@@ -56,7 +125,11 @@ def retry(fn: Callable, *args: Any, attempts: int = 4, delay: float = 0.5, **kwa
         except Exception as err:  # noqa: BLE001 - any store hiccup is retried
             if attempt == attempts - 1:
                 raise
-            print(f"segexp: MLflow call {fn.__name__} failed ({err}); retrying", flush=True)
+            name = getattr(fn, "__name__", "call")
+            print(
+                f"segexp: MLflow call {name} failed ({redact_text(str(err))[:300]}); retrying",
+                flush=True,
+            )
             time.sleep(delay * 2**attempt)
     return None
 
@@ -92,7 +165,7 @@ def log_params(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
 
 
 def log_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
-    items = [RunTag(k, redact(str(v))) for k, v in tags.items() if v is not None]
+    items = [RunTag(k, v) for k, v in safe_tags(tags).items()]
     for i in range(0, len(items), BATCH):
         retry(client.log_batch, run_id, tags=items[i : i + BATCH])
 
@@ -122,12 +195,13 @@ def log_config(
     client: MlflowClient, run_id: str, cfg: DictConfig, overrides: Iterable[str]
 ) -> None:
     """The resolved config and the overrides, as YAML artifacts (secrets redacted)."""
-    text = redact(OmegaConf.to_yaml(cfg, resolve=True))
+    container = mask_secrets(OmegaConf.to_container(cfg, resolve=True))
+    text = OmegaConf.to_yaml(OmegaConf.create(container))
     retry(client.log_text, run_id, text, "config.yaml")
     retry(
         client.log_text,
         run_id,
-        OmegaConf.to_yaml(OmegaConf.create([redact(o) for o in overrides])),
+        OmegaConf.to_yaml(OmegaConf.create([redact_text(o) for o in overrides])),
         "overrides.yaml",
     )
 
@@ -159,3 +233,66 @@ def _version(package: str) -> str:
     from importlib.metadata import version
 
     return version(package)
+
+
+def set_status(client: MlflowClient, run_id: str, status: str) -> None:
+    """End the run with ``status`` (FINISHED, FAILED or KILLED), retried; never raises."""
+    try:
+        retry(client.set_terminated, run_id, status)
+    except Exception as err:  # noqa: BLE001
+        warnings.warn(
+            f"segexp: could not mark MLflow run {run_id} {status}: {redact_text(str(err))}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+def log_error(client: MlflowClient, run_id: str, err: BaseException, details: str) -> None:
+    """Store a failure on the run: tag ``error`` (one line) and artifact ``error.txt``."""
+    line = redact_text(f"{type(err).__name__}: {err}")[:5000]
+    try:
+        log_tags(client, run_id, {"error": line})
+        retry(client.log_text, run_id, redact_text(details), "error.txt")
+    except Exception as log_err:  # noqa: BLE001 - keep the original error visible
+        warnings.warn(
+            f"segexp: could not store the error on run {run_id}: {log_err}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+def logged_steps(client: MlflowClient, run_id: str, keys: Iterable[str]) -> dict[str, set[int]]:
+    """For each metric key, the steps already logged to the run."""
+    return {k: {m.step for m in retry(client.get_metric_history, run_id, k)} for k in keys}
+
+
+def log_missing_epochs(
+    client: MlflowClient, run_id: str, history: dict[str, list[float]], *, start: int = 1
+) -> int:
+    """Log the per-epoch values of ``history`` (epoch i at step start+i) that the run lacks.
+
+    This makes per-epoch logging idempotent: whatever was logged before a crash is not logged
+    again, whatever was lost is. Returns the number of values logged.
+    """
+    have = logged_steps(client, run_id, history)
+    now = int(time.time() * 1000)
+    items = [
+        Metric(key, float(v), now, start + i)
+        for key, values in history.items()
+        for i, v in enumerate(values)
+        if start + i not in have[key] and _is_number(v)
+    ]
+    for i in range(0, len(items), 1000):
+        retry(client.log_batch, run_id, metrics=items[i : i + 1000])
+    return len(items)
+
+
+def logged_image_steps(client: MlflowClient, run_id: str, key: str = "predictions") -> set[int]:
+    """Steps of the images logged with ``client.log_image(key=..., step=...)``."""
+    steps: set[int] = set()
+    for item in retry(client.list_artifacts, run_id, "images"):
+        name = item.path.rsplit("/", 1)[-1]
+        match = re.match(rf"{re.escape(key)}\+step\+(\d+)\+", name)
+        if match:
+            steps.add(int(match.group(1)))
+    return steps

@@ -32,6 +32,12 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"segexp-train: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        if _is_multirun():
+            raise
+        # The run is already marked KILLED with its checkpoint; the resume command was printed.
+        print("segexp-train: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

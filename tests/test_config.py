@@ -49,15 +49,18 @@ def test_cfg_job_does_not_import_tensorflow():
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
         "assert 'mlflow' not in sys.modules, 'mlflow imported'\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "epochs: 5" in out.stdout
 
 
 def test_help_names_the_groups():
-    out = subprocess.run([sys.executable, "-m", "segexp.train", "--help"], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "segexp.train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "segexp-train" in out.stdout
     for group in GROUPS:
@@ -65,8 +68,12 @@ def test_help_names_the_groups():
 
 
 def test_flatten_dotted_keys_and_redaction():
-    cfg = OmegaConf.create({"a": {"b": 1, "c": [1, 2]}, "tracking": {
-        "uri": "http://user:hunter2@host:5000", "password": "hunter2"}})
+    cfg = OmegaConf.create(
+        {
+            "a": {"b": 1, "c": [1, 2]},
+            "tracking": {"uri": "http://user:hunter2@host:5000", "password": "hunter2"},
+        }
+    )
     flat = flatten(cfg)
     assert flat["a.b"] == 1 and flat["a.c"] == [1, 2]
     assert "hunter2" not in str(flat)
@@ -85,4 +92,5 @@ def test_run_name_from_overrides(compose):
     cfg = compose()
     assert run_name(cfg, []) == "unet_small-synthetic"
     assert run_name(cfg, ["model.batchnorm=true", "seed=2", "tracking.uri=sqlite:///a.db"]) == (
-        "model.batchnorm=true,seed=2")
+        "model.batchnorm=true,seed=2"
+    )

@@ -32,7 +32,7 @@ def test_label_sets_and_shapes(mode, labels):
     assert images.shape == (8, 48, 40, 3) and images.dtype == np.float32
     assert masks.shape == (8, 48, 40, 1)
     assert set(np.unique(masks)) == labels
-    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert images.min() >= 0.0 and images.max() <= 1.0
 
 
 def test_boundary_is_a_thin_band_around_objects():
@@ -64,7 +64,10 @@ def test_several_objects_per_image():
 
 def test_split_counts():
     assert split_counts(100, {"train": 0.6, "val": 0.2, "test": 0.2}) == {
-        "train": 60, "val": 20, "test": 20}
+        "train": 60,
+        "val": 20,
+        "test": 20,
+    }
     assert sum(split_counts(7, {"train": 0.7, "val": 0.15, "test": 0.15}).values()) == 7
     with pytest.raises(ConfigError, match="dataset.split"):
         split_counts(3, {"train": 0.0, "val": 0.5, "test": 0.5})

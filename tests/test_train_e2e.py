@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +27,8 @@ def finished_run(tmp_path_factory):
     uri = f"sqlite:///{tmp}/mlflow.db"
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
-            "train", [*TINY, "dataset.mode=trimap", f"tracking.uri={uri}", "tracking.experiment=e2e"]
+            "train",
+            [*TINY, "dataset.mode=trimap", f"tracking.uri={uri}", "tracking.experiment=e2e"],
         )
     objective = train(cfg)
     client = MlflowClient(uri)
@@ -83,13 +85,12 @@ def test_num_params_matches_the_built_model(finished_run, compose):
 def test_artifacts(finished_run):
     client, run, _, _ = finished_run
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    for expected in ("config.yaml", "overrides.yaml", "learning_curves.png",
-                     "model_summary.txt"):
+    for expected in ("config.yaml", "overrides.yaml", "learning_curves.png", "model_summary.txt"):
         assert expected in names, names
     images = {a.path for a in client.list_artifacts(run.info.run_id, "images")}
     assert any("predictions" in p for p in images), images
     config = client.download_artifacts(run.info.run_id, "config.yaml")
-    assert "epochs: 2" in open(config).read()
+    assert "epochs: 2" in Path(config).read_text()
 
 
 def test_model_loads_in_keras_and_pyfunc_flavors(finished_run):
@@ -112,10 +113,20 @@ def test_model_loads_in_keras_and_pyfunc_flavors(finished_run):
 def test_cli_leaves_exactly_one_finished_run(tmp_path):
     uri = f"sqlite:///{tmp_path}/cli.db"
     out = subprocess.run(
-        [sys.executable, "-m", "segexp.train", *TINY, f"tracking.uri={uri}",
-         "dataset.mode=binary", "tracking.log_model=false",
-         f"hydra.run.dir={tmp_path}/out"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "segexp.train",
+            *TINY,
+            f"tracking.uri={uri}",
+            "dataset.mode=binary",
+            "tracking.log_model=false",
+            f"hydra.run.dir={tmp_path}/out",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     client = MlflowClient(uri)
@@ -131,9 +142,17 @@ def test_cli_leaves_exactly_one_finished_run(tmp_path):
 
 def test_unreachable_server_fails_before_training(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "segexp.train", "tracking.uri=http://127.0.0.1:9",
-         f"hydra.run.dir={tmp_path}/out"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "segexp.train",
+            "tracking.uri=http://127.0.0.1:9",
+            f"hydra.run.dir={tmp_path}/out",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert out.returncode == 2
     lines = [line for line in out.stderr.splitlines() if line.strip()]

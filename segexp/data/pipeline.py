@@ -30,6 +30,9 @@ def make_dataset(
     target: str = "mask",
     shuffle_buffer: int = 4096,
     input_scale: float = 1.0,
+    epochs: int | None = None,
+    initial_epoch: int = 0,
+    steps_per_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Batch an unbatched ``(image, mask)`` split for ``model.fit``.
 
@@ -38,11 +41,37 @@ def make_dataset(
     stream is reproducible. ``cache`` is True (memory), False, or a file path prefix (disk).
     ``target="image"`` makes the image its own target (autoencoders). ``input_scale``
     multiplies the model input (255 for models that rescale raw pixels themselves).
+
+    With ``training`` and ``epochs`` set, the result is ONE stream of the batches of epochs
+    ``initial_epoch .. epochs-1`` whose order and augmentation depend only on ``(seed, epoch)``
+    (see :func:`epoch_stream`), so a run resumed at epoch k sees exactly the batches an
+    uninterrupted run sees; pass ``steps_per_epoch`` (batches per epoch) to ``model.fit`` too.
     """
     if cache is True:
         ds = ds.cache()
     elif cache:
         ds = ds.cache(str(cache))
+    if training and epochs is not None:
+        base = ds
+
+        def per_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+            stream = epoch_stream(
+                base,
+                epoch,
+                seed=seed,
+                batch_size=batch_size,
+                augment=augment,
+                steps_per_epoch=steps_per_epoch,
+                shuffle_buffer=shuffle_buffer,
+            )
+            return (
+                _finish(stream, sample_weight_fn, mask_crop, target, input_scale)
+                .batch(batch_size)
+                .take(-1 if steps_per_epoch is None else int(steps_per_epoch))
+            )
+
+        epochs_ds = tf.data.Dataset.range(int(initial_epoch), max(int(initial_epoch), int(epochs)))
+        return epochs_ds.flat_map(per_epoch).prefetch(AUTOTUNE)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         if augment is not None:
@@ -52,6 +81,66 @@ def make_dataset(
                 num_parallel_calls=AUTOTUNE,
                 deterministic=True,
             )
+    return (
+        _finish(ds, sample_weight_fn, mask_crop, target, input_scale)
+        .batch(batch_size)
+        .prefetch(AUTOTUNE)
+    )
+
+
+def epoch_seeds(seed: int, epoch: tf.Tensor | int) -> tf.Tensor:
+    """Two int64 seeds for one epoch (shuffle, augmentation), a pure function of (seed, epoch)."""
+    key = tf.stack([tf.constant(int(seed), tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.stateless_uniform([2], seed=key, minval=0, maxval=2**31 - 1, dtype=tf.int64)
+
+
+def epoch_stream(
+    base: tf.data.Dataset,
+    epoch: tf.Tensor | int,
+    *,
+    seed: int,
+    batch_size: int,
+    augment: Callable | None = None,
+    steps_per_epoch: int | None = None,
+    shuffle_buffer: int = 4096,
+) -> tf.data.Dataset:
+    """The (unbatched) training elements of one epoch: shuffled with a seed from (seed, epoch)
+    and augmented with the per-element seed ``[augment seed of the epoch, position]``.
+
+    Without ``steps_per_epoch`` the epoch is one pass; with it, enough passes (each with its own
+    seed) for ``steps_per_epoch * batch_size`` elements.
+    """
+    keys = epoch_seeds(seed, epoch)
+
+    def one_pass(p: tf.Tensor) -> tf.data.Dataset:
+        pass_seed = tf.math.floormod(keys[0] + 7919 * tf.cast(p, tf.int64), 2**31 - 1)
+        return base.shuffle(shuffle_buffer, seed=pass_seed, reshuffle_each_iteration=False)
+
+    if steps_per_epoch is None:
+        ds = one_pass(tf.constant(0, tf.int64))
+    else:
+        ds = (
+            tf.data.Dataset.range(2**62)
+            .flat_map(one_pass)
+            .take(int(steps_per_epoch) * int(batch_size))
+        )
+    if augment is not None:
+        ds = ds.enumerate().map(
+            lambda i, pair: augment(pair[0], pair[1], tf.stack([keys[1], tf.cast(i, tf.int64)])),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
+    return ds
+
+
+def _finish(
+    ds: tf.data.Dataset,
+    sample_weight_fn: Callable | None,
+    mask_crop: tuple[int, int] | None,
+    target: str,
+    input_scale: float,
+) -> tf.data.Dataset:
+    """Target selection, mask crop, sample weights and input scale (per element)."""
     if target == "image":
         ds = ds.map(lambda image, _mask: (image, image), num_parallel_calls=AUTOTUNE)
     else:
@@ -69,5 +158,9 @@ def make_dataset(
             )
     if input_scale != 1.0:
         scale = float(input_scale)
-        ds = ds.map(lambda image, *rest: (image * scale, *rest), num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+        ds = ds.map(
+            lambda image, *rest: (image * scale, *rest),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
+    return ds

@@ -1,0 +1,399 @@
+"""Checkpoint and resume: continue an interrupted run from its last completed epoch.
+
+Layout, in the run's output directory::
+
+    checkpoints/resume/run.json          run id, tracking URI (password hidden), pid, host
+    checkpoints/resume/config.yaml       the resolved config of the run (read back on resume)
+    checkpoints/resume/state.json        last completed epoch, its weights file, the per-epoch
+                                         history, timing and callback counters
+    checkpoints/resume/epoch-NNNNN.weights.h5   model weights + optimizer state (iterations,
+                                         learning rate, moments) after epoch NNNNN
+
+Order at the end of every epoch (``EpochLogger`` calls :meth:`ResumeCheckpoint.before_log`):
+1. the weights are written to a new ``epoch-NNNNN.weights.h5``, then ``state.json`` is replaced
+   atomically (``os.replace``) and older weight files are deleted: a crash at any moment leaves a
+   ``state.json`` that names a complete weights file;
+2. only then is the epoch logged to MLflow. A crash between 1 and 2 loses nothing: on resume
+   :func:`segexp.tracking.log_missing_epochs` compares the checkpoint's history with the run's
+   metric history and logs exactly the (metric, epoch) values the run lacks; training continues
+   at the next epoch, so no epoch is ever logged twice.
+
+``run.json``/``config.yaml`` are written right after the MLflow run is created and an epoch-0
+state right before the first epoch, so any run that got as far as training can be resumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from segexp import tracking
+from segexp.config import redact
+from segexp.errors import ConfigError, SegexpError
+
+RESUME_SUBDIR = Path("checkpoints") / "resume"
+RUN_FILE, CONFIG_FILE, STATE_FILE = "run.json", "config.yaml", "state.json"
+# Keys that may differ between the interrupted run and the resuming command.
+FREE_KEYS = ("resume", "trainer.verbose", "tracking.uri", "hydra")
+# Counters of Keras callbacks that must survive a restart (plateau, early stopping, best ckpt).
+CALLBACK_ATTRS = ("wait", "best", "cooldown_counter", "best_epoch", "stopped_epoch")
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class NaNLossError(SegexpError):
+    """Training produced a NaN or infinite loss (TerminateOnNaN stopped it)."""
+
+
+def resume_dir(output_dir: Path | str) -> Path:
+    """Where the resume checkpoint of a run lives."""
+    return Path(output_dir) / RESUME_SUBDIR
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def write_run_file(output_dir: Path | str, run_id: str, cfg: DictConfig) -> None:
+    """Record the run id and the resolved config next to the checkpoints."""
+    folder = resume_dir(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomic(folder / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    _write_atomic(folder / RUN_FILE, json.dumps(_run_record(run_id, cfg), indent=1))
+
+
+def _run_record(run_id: str, cfg: DictConfig) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "tracking_uri": redact(str(cfg.tracking.uri)),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+@dataclass
+class Resume:
+    """An interrupted run to continue."""
+
+    output_dir: Path
+    run_id: str
+    state: dict[str, Any] | None
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def epoch(self) -> int:
+        """Completed epochs (0 when killed before the first epoch ended)."""
+        return int(self.state["epoch"]) if self.state else 0
+
+
+def locate(spec: str, tracking_uri: str) -> Path:
+    """The output directory named by ``resume=<dir>`` or ``resume=<MLflow run id>``."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if (resume_dir(path) / RUN_FILE).is_file():
+            return path.resolve()
+        raise ConfigError(
+            f"resume={spec}: no {RESUME_SUBDIR / RUN_FILE} in this directory; expected the "
+            "output directory of a segexp-train run"
+        )
+    if not _RUN_ID.fullmatch(spec):
+        raise ConfigError(
+            f"resume={spec}: neither an existing output directory nor an MLflow run id"
+        )
+    from mlflow import MlflowClient
+
+    try:
+        run = MlflowClient(tracking_uri).get_run(spec)
+    except Exception:  # noqa: BLE001 - any lookup failure means "not found" to the user
+        raise ConfigError(
+            f"resume={spec}: no such run in tracking.uri={redact(tracking_uri)}"
+        ) from None
+    out = run.data.tags.get("output_dir")
+    if not out or not (resume_dir(out) / RUN_FILE).is_file():
+        raise ConfigError(
+            f"resume={spec}: the run's output_dir tag ({out}) holds no resume checkpoint "
+            f"({RESUME_SUBDIR / RUN_FILE}); pass resume=<output dir> instead"
+        )
+    return Path(out)
+
+
+def _flat(container: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(container, dict):
+        flat: dict[str, Any] = {}
+        for key, value in container.items():
+            flat.update(_flat(value, f"{prefix}{key}."))
+        return flat or {prefix.rstrip("."): {}}
+    return {prefix.rstrip("."): container}
+
+
+def conflicts(cfg: DictConfig, saved: DictConfig, overrides: Iterable[str]) -> list[str]:
+    """``key: saved -> new`` for the explicit overrides that change the saved config."""
+    new = _flat(OmegaConf.to_container(cfg, resolve=True))
+    old = _flat(OmegaConf.to_container(saved, resolve=True))
+    prefixes: list[str] = []
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0].strip()
+        if key.startswith(FREE_KEYS):
+            continue
+        prefixes.append("" if key == "experiment" else key)
+    found = []
+    for key in sorted(set(new) | set(old)):
+        if key.startswith(FREE_KEYS):
+            continue
+        if any(p == "" or key == p or key.startswith(p + ".") for p in prefixes) and new.get(
+            key, "<unset>"
+        ) != old.get(key, "<unset>"):
+            found.append(f"{key}: {old.get(key, '<unset>')} -> {new.get(key, '<unset>')}")
+    return found
+
+
+def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Resume]:
+    """Load the interrupted run's config and checkpoint; refuse conflicting overrides."""
+    spec = str(cfg.resume)
+    out = locate(spec, str(cfg.tracking.uri))
+    folder = resume_dir(out)
+    record = _read_json(folder / RUN_FILE)
+    saved = OmegaConf.load(folder / CONFIG_FILE)
+    changed = conflicts(cfg, saved, overrides)
+    if changed:
+        shown = "; ".join(tracking.redact_text(c) for c in changed[:5])
+        raise ConfigError(
+            f"resume={spec}: the overrides change the saved config ({shown}); a resumed run "
+            "keeps its config: drop these overrides or start a new run"
+        )
+    explicit = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+    merged = saved.copy()
+    OmegaConf.set_struct(merged, False)
+    merged.resume = spec
+    for key in ("trainer.verbose", "tracking.uri"):
+        if key in explicit:
+            OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
+    state = _read_json(folder / STATE_FILE) if (folder / STATE_FILE).is_file() else None
+    return merged, Resume(out, str(record["run_id"]), state, record)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reopen(client: Any, resume: Resume, cfg: DictConfig) -> None:
+    """Make an interrupted run resumable: refuse finished or live runs, close a stale one.
+
+    A run still RUNNING whose process is gone (SIGKILL, OOM, power loss) is first marked KILLED
+    with the tag ``segexp.stale_run`` saying so; the caller then reopens it (RUNNING again).
+    """
+    run = tracking.retry(client.get_run, resume.run_id)
+    status = run.info.status
+    where = f"resume={cfg.resume}"
+    if status == "FINISHED":
+        raise ConfigError(f"{where}: run {resume.run_id} is already FINISHED; nothing to resume")
+    pid, host = int(resume.record.get("pid", -1)), resume.record.get("host")
+    if status == "RUNNING":
+        if host == socket.gethostname() and pid not in (-1, os.getpid()) and _alive(pid):
+            raise ConfigError(
+                f"{where}: run {resume.run_id} is still being trained by process {pid}; "
+                "stop it first (kill -TERM saves a checkpoint)"
+            )
+        tracking.log_tags(
+            client,
+            resume.run_id,
+            {
+                "segexp.stale_run": f"RUNNING without a process (pid {pid} on {host}); "
+                f"closed as KILLED at {time.strftime('%Y-%m-%dT%H:%M:%S')} by a resume"
+            },
+        )
+        tracking.set_status(client, resume.run_id, "KILLED")
+    resumes = int(run.data.tags.get("segexp.resumes", "0")) + 1
+    tracking.log_tags(
+        client,
+        resume.run_id,
+        {"segexp.resumes": resumes, "segexp.resumed_from_epoch": resume.epoch},
+    )
+    folder = resume_dir(resume.output_dir)
+    _write_atomic(folder / RUN_FILE, json.dumps(_run_record(resume.run_id, cfg), indent=1))
+    print(
+        f"segexp: resuming MLflow run {resume.run_id} after epoch {resume.epoch} "
+        f"(was {status}); outputs in {resume.output_dir}",
+        flush=True,
+    )
+
+
+def load_weights(model: keras.Model, resume: Resume) -> None:
+    """Restore model weights and optimizer state (iterations, learning rate, moments)."""
+    if not resume.state or not resume.state.get("weights"):
+        return
+    path = resume_dir(resume.output_dir) / resume.state["weights"]
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    try:
+        model.load_weights(str(path))
+    except Exception as err:  # noqa: BLE001
+        raise ConfigError(
+            f"resume={resume.output_dir}: cannot load {path} ({type(err).__name__}: {err}); "
+            "the checkpoint does not match the model of this config"
+        ) from None
+
+
+class ResumeCheckpoint(keras.callbacks.Callback):
+    """Saves the resume state after every epoch (see the module docstring) and spots NaN losses.
+
+    Put it after the callbacks in ``watch`` (their counters are restored in ``on_train_begin``,
+    after their own reset) and hand :meth:`before_log` to ``EpochLogger(before_log=...)``.
+    """
+
+    def __init__(
+        self,
+        output_dir: Path | str,
+        run_id: str,
+        *,
+        logger: Any = None,
+        watch: Iterable[keras.callbacks.Callback] = (),
+        state: dict[str, Any] | None = None,
+        stop_on_nan: bool = True,
+    ) -> None:
+        super().__init__()
+        self.stop_on_nan = stop_on_nan
+        self.folder = resume_dir(output_dir)
+        self.run_id = run_id
+        self.logger = logger
+        self.watch = list(watch)
+        self.restored = state
+        state = state or {}
+        self.epoch = int(state.get("epoch", 0))
+        self.history: dict[str, list[float]] = {
+            k: [float(v) for v in vals] for k, vals in state.get("history", {}).items()
+        }
+        if logger is not None:
+            self.attach(logger)
+        self.nan_epoch: int | None = None
+        self._current = self.epoch
+
+    def attach(self, logger: Any) -> None:
+        """Save (and, when resuming, restore) the timing state of this ``EpochLogger``."""
+        self.logger = logger
+        if self.restored and self.restored.get("logger"):
+            logger.restore(self.restored["logger"])
+
+    # -- Keras hooks -------------------------------------------------------------------------
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.restored:
+            saved = self.restored.get("callbacks", {})
+            for i, cb in enumerate(self.watch):
+                for attr, value in saved.get(f"{i}:{type(cb).__name__}", {}).items():
+                    setattr(cb, attr, value)
+        else:
+            self.save()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._current = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if self.stop_on_nan and self.nan_epoch is None and loss is not None and not _finite(loss):
+            self.nan_epoch = self._current + 1
+
+    def before_log(self, epoch: int, logs: dict) -> bool:
+        """Checkpoint a finished epoch; False (do not log) for an epoch stopped by a NaN loss."""
+        if self.stop_on_nan and self.nan_epoch is None and not _finite(logs.get("loss", 0.0)):
+            self.nan_epoch = epoch + 1
+        if self.nan_epoch is not None:
+            return False
+        for key, value in logs.items():
+            values = self.history.setdefault(key, [])
+            values.extend([math.nan] * (epoch - len(values)))
+            values[epoch:] = [_float(value)]
+        self.epoch = epoch + 1
+        self.save()
+        return True
+
+    # -- state ---------------------------------------------------------------------------------
+    def callback_state(self) -> dict[str, dict[str, Any]]:
+        saved: dict[str, dict[str, Any]] = {}
+        for i, cb in enumerate(self.watch):
+            attrs = {}
+            for attr in CALLBACK_ATTRS:
+                value = getattr(cb, attr, None)
+                if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+                    attrs[attr] = value.item() if isinstance(value, np.number) else value
+            saved[f"{i}:{type(cb).__name__}"] = attrs
+        return saved
+
+    def save(self) -> Path:
+        """Write weights + optimizer state, then ``state.json`` (atomically), then clean up."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{self.epoch:05d}.weights.h5"
+        self.model.save_weights(str(self.folder / name), overwrite=True)
+        state = {
+            "run_id": self.run_id,
+            "epoch": self.epoch,
+            "weights": name,
+            "history": self.history,
+            "logger": self.logger.state() if self.logger is not None else {},
+            "callbacks": self.callback_state(),
+            "pid": os.getpid(),
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        _write_atomic(self.folder / STATE_FILE, json.dumps(state, indent=1))
+        for old in self.folder.glob("epoch-*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+        return self.folder / name
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(np.asarray(value))
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _finite(value: Any) -> bool:
+    return math.isfinite(_float(value))
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt (like Ctrl-C) while training, in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,71 @@
+"""Helpers shared by the reliability tests: tiny training subprocesses and MLflow look-ups."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from tests.conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCH_KEYS = ("loss", "val_loss", "accuracy", "val_accuracy", "lr")
+
+
+def train_cmd(uri: str, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "segexp.train",
+        *TINY,
+        f"tracking.uri={uri}",
+        "tracking.log_model=false",
+        "trainer.evaluate_test=false",
+        f"hydra.run.dir={out}",
+        *extra,
+    ]
+
+
+def spawn(cmd: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def wait_for_epoch(proc: subprocess.Popen, out: Path, epoch: int, timeout: float = 120) -> None:
+    """Poll the resume checkpoint until ``epoch`` epochs are saved."""
+    state = out / "checkpoints" / "resume" / "state.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early ({proc.returncode}):\n{proc.stdout.read()}")
+        try:
+            if json.loads(state.read_text())["epoch"] >= epoch:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no checkpoint of epoch {epoch} within {timeout} s")
+
+
+def only_run(uri: str, experiment: str = "segexp"):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1, [r.info.run_id for r in runs]
+    return client, runs[0]
+
+
+def steps_of(client: MlflowClient, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def history(client: MlflowClient, run_id: str, key: str) -> list[float]:
+    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]

@@ -1,0 +1,127 @@
+"""Checkpoint and resume: a SIGKILLed run continues into the same MLflow run, exactly once."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from segexp import tracking
+from segexp.checkpoint import conflicts, locate
+from segexp.errors import ConfigError
+from tests._runs import EPOCH_KEYS, history, only_run, spawn, steps_of, train_cmd, wait_for_epoch
+from tests.conftest import TINY
+
+EPOCHS = 4
+SETTINGS = [
+    f"trainer.epochs={EPOCHS}",
+    "trainer.steps_per_epoch=6",
+    "trainer.deterministic=true",
+    "augmentation=flip",
+    "trainer.log_images_every=1",
+]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_logs_each_epoch_once(tmp_path, compose, monkeypatch):
+    uri, out = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "out"
+    proc = spawn(train_cmd(uri, out, *SETTINGS), tmp_path)
+    wait_for_epoch(proc, out, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    client, run = only_run(uri)
+    assert run.info.status == "RUNNING"  # what a SIGKILL leaves behind
+    saved = json.loads((out / "checkpoints/resume/state.json").read_text())["epoch"]
+    assert 2 <= saved < EPOCHS
+
+    # The same command plus resume=<output dir> (a different hydra.run.dir is fine).
+    resumed = spawn(train_cmd(uri, tmp_path / "out2", *SETTINGS, f"resume={out}"), tmp_path)
+    log = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, log[-3000:]
+    assert f"resuming MLflow run {run.info.run_id} after epoch {saved}" in log
+
+    client, run = only_run(uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["segexp.resumes"] == "1"
+    assert run.data.tags["segexp.resumed_from_epoch"] == str(saved)
+    assert "closed as KILLED" in run.data.tags["segexp.stale_run"]
+    for key in EPOCH_KEYS:
+        assert steps_of(client, run.info.run_id, key) == list(range(1, EPOCHS + 1)), key
+    assert tracking.logged_image_steps(client, run.info.run_id) == set(range(1, EPOCHS + 1))
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "learning_curves.png", "model_summary.txt"} <= names
+    assert run.data.metrics["epochs_trained"] == EPOCHS
+
+    # Deterministic mode: identical to an uninterrupted run of the same config.
+    from segexp.runner import train
+
+    ref_uri = f"sqlite:///{tmp_path}/ref.db"
+    monkeypatch.chdir(tmp_path)
+    train(
+        compose(
+            [
+                *TINY,
+                *SETTINGS,
+                f"tracking.uri={ref_uri}",
+                "tracking.log_model=false",
+                "trainer.evaluate_test=false",
+            ]
+        )
+    )
+    ref_client, ref = only_run(ref_uri)
+    for key in ("loss", "val_loss", "val_accuracy"):
+        assert history(client, run.info.run_id, key) == history(ref_client, ref.info.run_id, key)
+
+
+def test_resume_of_a_finished_run_is_refused(tmp_path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("x"), tags={"output_dir": str(tmp_path)})
+    with pytest.raises(ConfigError, match="no resume checkpoint"):
+        locate(run.info.run_id, uri)
+    with pytest.raises(ConfigError, match="neither an existing output directory"):
+        locate("not-a-run", uri)
+    with pytest.raises(ConfigError, match="no checkpoints/resume/run.json"):
+        locate(str(tmp_path), uri)
+    with pytest.raises(ConfigError, match="no such run"):
+        locate("0" * 32, uri)
+
+
+def test_conflicting_overrides_are_named(compose):
+    saved = compose(["trainer.epochs=4", "model.filters=4"])
+    same = compose(["trainer.epochs=4", "model.filters=4", "resume=/x", "trainer.verbose=0"])
+    assert conflicts(same, saved, ["trainer.epochs=4", "resume=/x", "trainer.verbose=0"]) == []
+    other = compose(["trainer.epochs=4", "model=unet_original"])
+    found = conflicts(other, saved, ["model=unet_original"])
+    assert found and all(f.startswith("model.") for f in found)
+    assert conflicts(other, saved, []) == []  # no explicit override: the saved config is used
+
+
+def test_log_missing_epochs_is_idempotent(tmp_path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("x")).info.run_id
+    tracking.log_metrics(client, run_id, {"loss": 1.0}, step=1)  # epoch 1 logged, 2-3 lost
+    hist = {"loss": [1.0, 0.5, 0.25], "val_loss": [2.0, 1.0, 0.5]}
+    assert tracking.log_missing_epochs(client, run_id, hist) == 5
+    assert tracking.log_missing_epochs(client, run_id, hist) == 0
+    assert steps_of(client, run_id, "loss") == [1, 2, 3]
+    assert history(client, run_id, "val_loss") == [2.0, 1.0, 0.5]
+
+
+def test_models_hold_no_code_and_load_in_safe_mode(tmp_path, compose):
+    import keras
+
+    from segexp.models import build_model
+
+    cfg = compose(["model.depth=2", "model.filters=4"])
+    model = build_model(cfg.model, (32, 32, 1), 3)
+    assert not [layer for layer in model.layers if isinstance(layer, keras.layers.Lambda)]
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert loaded.count_params() == model.count_params()

@@ -1,0 +1,171 @@
+"""Tracking stores: a real `mlflow server` on 127.0.0.1 (with a password in the URI that must
+never be logged), an unreachable server, and parallel writers on one SQLite file."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from segexp import tracking
+from segexp.errors import TrackingError
+from tests._runs import only_run, steps_of
+from tests.conftest import TINY
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """``mlflow server`` on 127.0.0.1 with its own SQLite store and artifact folder."""
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path}/srv.db",
+            "--artifacts-destination",
+            str(tmp_path / "art"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    "mlflow server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:]
+                )
+            time.sleep(0.3)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.slow
+def test_training_against_a_real_server_never_logs_the_password(
+    tmp_path, server, compose, monkeypatch
+):
+    from segexp.runner import train
+
+    uri = f"http://user:s3cr3tpw@127.0.0.1:{server}"
+    monkeypatch.chdir(tmp_path)
+    cfg = compose(
+        [
+            *TINY,
+            f"tracking.uri={uri}",
+            "tracking.log_model=false",
+            "trainer.epochs=1",
+            "+tracking.tags.api_token=tok3n-value",
+        ]
+    )
+    train(cfg)
+    client, run = only_run(f"http://127.0.0.1:{server}")
+    assert run.info.status == "FINISHED"
+    assert steps_of(client, run.info.run_id, "val_loss") == [1]
+    assert run.data.params["tracking.uri"] == f"http://user:***@127.0.0.1:{server}"
+    assert run.data.tags["api_token"] == "***"
+    logged = [*run.data.params.values(), *run.data.tags.values(), run.info.run_name]
+    for name in ("config.yaml", "overrides.yaml"):
+        logged.append(
+            Path(client.download_artifacts(run.info.run_id, name, str(tmp_path))).read_text()
+        )
+    text = "\n".join(map(str, logged))
+    assert "s3cr3tpw" not in text and "tok3n-value" not in text
+    assert "api_token: '***'" in text or "api_token: ***" in text
+    # The artifacts went through the server into its own artifact folder.
+    assert list((tmp_path / "art").rglob("config.yaml"))
+
+
+def test_unreachable_server_fails_with_one_redacted_line():
+    with pytest.raises(TrackingError) as info:
+        tracking.check_store("http://me:pw123@127.0.0.1:9", timeout=2)
+    message = str(info.value)
+    assert "\n" not in message and "pw123" not in message
+    assert message.startswith("tracking.uri=http://me:***@127.0.0.1:9: MLflow server not reachable")
+
+
+def test_redaction_helpers():
+    assert tracking.redact_text("a +dataset.password=x tracking.uri=http://u:p@h") == (
+        "a +dataset.password=*** tracking.uri=http://u:***@h"
+    )
+    assert tracking.mask_secrets({"tags": {"token": "t", "owner": "me"}, "uri": "s3://k:v@b"}) == {
+        "tags": {"token": "***", "owner": "me"},
+        "uri": "s3://k:***@b",
+    }
+
+
+_WRITER = """
+import sys, mlflow
+from mlflow import MlflowClient
+from segexp import tracking
+tracking.check_store(sys.argv[1])  # what segexp-train does first (schema init under a lock)
+client = MlflowClient(sys.argv[1])
+mlflow.set_tracking_uri(sys.argv[1])
+exp = tracking.retry(mlflow.set_experiment, "par").experiment_id
+run = tracking.retry(client.create_run, exp).info.run_id
+for step in range(1, 41):
+    tracking.log_metrics(client, run, {"a": step, "b": -step}, step=step)
+tracking.set_status(client, run, "FINISHED")
+"""
+
+
+@pytest.mark.slow
+def test_sqlite_store_survives_parallel_writers(tmp_path):
+    """Four processes create runs and log 40 steps each into one fresh SQLite file at once."""
+    uri = f"sqlite:///{tmp_path}/par.db"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, uri],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(o[-2000:] for o in outputs)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("par").experiment_id])
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    for run in runs:
+        assert steps_of(client, run.info.run_id, "a") == list(range(1, 41))
