@@ -90,6 +90,24 @@ def checkpoint_paths(trainer_cfg: Any, output_dir: Path | str) -> dict[str, Path
     return {k: folder / f"{k}{suffix}" for k in ("best", "last") if ck[k]}
 
 
+class SaveAtEnd(keras.callbacks.Callback):
+    """Save the final model (``checkpoint.last``) when training ends, however it ends.
+
+    Per-epoch state for crash recovery is the resume checkpoint (segexp/checkpoint.py), so the
+    last model is not rewritten every epoch.
+    """
+
+    def __init__(self, filepath: str, save_weights_only: bool = False) -> None:
+        super().__init__()
+        self.filepath, self.save_weights_only = filepath, save_weights_only
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.save_weights_only:
+            self.model.save_weights(self.filepath)
+        else:
+            self.model.save(self.filepath)
+
+
 class LearningRateLogger(keras.callbacks.Callback):
     """Writes the optimizer's current learning rate into ``logs["lr"]`` at each epoch end.
 
@@ -156,12 +174,5 @@ def build_callbacks(
             )
         )
     if "last" in paths:
-        callbacks.append(
-            keras.callbacks.ModelCheckpoint(
-                str(paths["last"]),
-                save_best_only=False,
-                save_weights_only=weights_only,
-                verbose=0,
-            )
-        )
+        callbacks.append(SaveAtEnd(str(paths["last"]), save_weights_only=weights_only))
     return callbacks

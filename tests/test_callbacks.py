@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from segexp.callbacks import LearningRateLogger, build_callbacks, checkpoint_paths, resolve_mode
+from segexp.callbacks import (
+    LearningRateLogger,
+    SaveAtEnd,
+    build_callbacks,
+    checkpoint_paths,
+    resolve_mode,
+)
 from segexp.errors import ConfigError
 from segexp.losses import build_loss
 from segexp.metrics import build_metrics
@@ -45,7 +51,7 @@ def test_defaults_and_order(tmp_path):
         "ModelCheckpoint",
     ]
     assert cbs[2].filepath.endswith("checkpoints/best.keras") and cbs[2].save_best_only
-    assert cbs[3].filepath.endswith("checkpoints/last.keras") and not cbs[3].save_best_only
+    assert cbs[3].filepath.endswith("checkpoints/last.keras") and isinstance(cbs[3], SaveAtEnd)
     cbs = build_callbacks(
         {
             "terminate_on_nan": False,
@@ -60,6 +66,7 @@ def test_defaults_and_order(tmp_path):
     assert cbs[1].mode == "max" and cbs[2].patience == 2
     assert cbs[2].mode == "max"  # higher mean IoU is better (Keras' auto would pick min)
     assert cbs[3].filepath.endswith("last.weights.h5") and cbs[3].save_weights_only
+    assert isinstance(cbs[3], SaveAtEnd)
 
 
 def test_resolve_mode_and_bad_keys(tmp_path):
