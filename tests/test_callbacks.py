@@ -48,7 +48,7 @@ def test_defaults_and_order(tmp_path):
         "LearningRateLogger",
         "TerminateOnNaN",
         "ModelCheckpoint",
-        "ModelCheckpoint",
+        "SaveAtEnd",
     ]
     assert cbs[2].filepath.endswith("checkpoints/best.keras") and cbs[2].save_best_only
     assert cbs[3].filepath.endswith("checkpoints/last.keras") and isinstance(cbs[3], SaveAtEnd)
@@ -62,7 +62,7 @@ def test_defaults_and_order(tmp_path):
         output_dir=tmp_path,
     )
     names = [type(c).__name__ for c in cbs]
-    assert names == ["LearningRateLogger", "ReduceLROnPlateau", "EarlyStopping", "ModelCheckpoint"]
+    assert names == ["LearningRateLogger", "ReduceLROnPlateau", "EarlyStopping", "SaveAtEnd"]
     assert cbs[1].mode == "max" and cbs[2].patience == 2
     assert cbs[2].mode == "max"  # higher mean IoU is better (Keras' auto would pick min)
     assert cbs[3].filepath.endswith("last.weights.h5") and cbs[3].save_weights_only
