@@ -142,3 +142,9 @@ def precision_policy(name: str) -> Iterator[str]:
         yield set_precision(name)
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def global_batch_size(trainer_cfg: Any, replicas: int) -> int:
+    """``trainer.batch_size`` times ``replicas`` when ``trainer.scale_batch_size`` (default)."""
+    batch = int(_get(trainer_cfg, "batch_size", 1))
+    return batch * int(replicas) if bool(_get(trainer_cfg, "scale_batch_size", True)) else batch

@@ -1,0 +1,160 @@
+"""segexp-bench: FLOP counting, the Python augmentation baseline, and the table at tiny size."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from segexp import bench
+
+TINY_BENCH = [
+    "dataset.image_size=[32,32]",
+    "dataset.num_images=30",
+    "model.depth=2",
+    "model.filters=4",
+    "trainer.batch_size=8",
+    "trainer.num_sample_images=2",
+    "bench.epochs=1",
+    "bench.warmup_epochs=1",
+    "bench.peak.matmul_size=64",
+    "bench.peak.conv_channels=4",
+    "bench.peak.conv_batch=2",
+    "bench.peak.repeats=2",
+    "bench.memory.num_images=40",
+    "bench.memory.image_size=[48,40]",
+]
+
+
+def _numbers(cell: str) -> float:
+    return float(cell.strip().rstrip("%"))
+
+
+def _table(text: str, header_start: str) -> list[list[str]]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def test_model_flops_is_exact_for_conv_transpose_and_dense():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = keras.layers.Conv2DTranspose(2, 2, strides=2)(x)
+    outputs = keras.layers.Dense(5)(x)
+    model = keras.Model(inputs, outputs)
+    conv = 2 * 8 * 8 * 4 * 3 * 3 * 3
+    transpose = 2 * 8 * 8 * 4 * 2 * 2 * 2
+    dense = 2 * 16 * 16 * 2 * 5
+    assert bench.model_flops(model) == conv + transpose + dense
+
+
+@pytest.mark.parametrize("kind", ["affine", "elastic", "flip"])
+def test_python_augment_keeps_shapes_dtypes_and_labels(kind):
+    from segexp.augment import AFFINE_DEFAULTS, ELASTIC_DEFAULTS, FLIP_DEFAULTS
+
+    prm = {
+        "affine": {**AFFINE_DEFAULTS, "rotation_range": 20, "zoom_range": 0.1},
+        "elastic": dict(ELASTIC_DEFAULTS),
+        "flip": {**FLIP_DEFAULTS, "p": 1.0},
+    }[kind]
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 1, (24, 20, 3)).astype(np.float32)
+    mask = rng.integers(0, 3, (24, 20, 1)).astype(np.int32)
+    out_img, out_mask = bench.python_augment(kind, prm, image, mask, rng)
+    assert out_img.shape == image.shape and out_mask.shape == mask.shape
+    assert out_img.dtype == np.float32 and out_mask.dtype == np.int32
+    assert set(np.unique(out_mask)) <= {0, 1, 2}
+    assert not np.array_equal(out_img, image)
+
+
+def test_python_affine_with_zero_ranges_is_identity():
+    from segexp.augment import AFFINE_DEFAULTS
+
+    rng = np.random.default_rng(1)
+    image = rng.uniform(0, 1, (16, 16, 1)).astype(np.float32)
+    mask = rng.integers(0, 2, (16, 16, 1)).astype(np.int32)
+    out_img, out_mask = bench.python_augment("affine", dict(AFFINE_DEFAULTS), image, mask, rng)
+    np.testing.assert_allclose(out_img, image, atol=1e-5)
+    np.testing.assert_array_equal(out_mask, mask)
+
+
+def test_peaks_and_memory_readings_are_positive():
+    peaks = bench.measure_peaks(64, (2, 16, 16, 4), repeats=2)
+    assert all(math.isfinite(v) and v > 0 for v in peaks.values())
+    assert bench.peak_rss_mb() > 0 and bench.rss_mb() > 0
+    bench.reset_peak_rss()
+    assert bench.peak_rss_mb() >= bench.rss_mb() * 0.5
+
+
+def _check_report(report: dict, text: str, scenarios: list[str]) -> None:
+    rows = _table(text, "| augmentation | variant |")
+    variants = [(r[0], r[1]) for r in rows]
+    expected = [("none", "a: segexp"), ("none", "b: keras")]
+    for s in scenarios:
+        expected += [(s, "a: segexp"), (s, "c: python aug")]
+    assert variants == expected
+    for r in rows:
+        images_per_sec, epoch_s, peak_mb, gflops = (_numbers(r[i]) for i in (2, 5, 7, 10))
+        for value in (images_per_sec, epoch_s, peak_mb, gflops):
+            assert math.isfinite(value) and value > 0, r
+        assert math.isfinite(_numbers(r[12]))  # final loss
+        if r[1] == "b: keras":
+            assert r[13] == "n/a"
+        else:
+            assert _numbers(r[13]) > 0  # input pipeline alone, images/s
+        if r[1] == "a: segexp":
+            assert 0 < _numbers(r[3]) < 100  # (a)/(b)
+            assert 0 <= _numbers(r[8]) < 100  # MLflow logging share in %
+            if r[0] != "none":
+                assert 0 < _numbers(r[4]) < 100  # (a)/(c)
+    result = report["rows"][0]["result"]
+    assert result.steps == math.ceil(result.images_per_epoch / report["batch_size"])
+    assert report["model"]["flops"] > 0
+    targets = _table(text, "| target |")
+    assert targets[0][0].startswith("(a)/(b)") and targets[0][2] in ("yes", "no")
+    model_rows = _table(text, "| model |")
+    assert all(_numbers(c) > 0 for c in model_rows[0][1:])
+
+
+def test_bench_tiny_run_writes_the_table(compose, tmp_path):
+    out = tmp_path / "bench.md"
+    cfg = compose(
+        [
+            *TINY_BENCH,
+            "bench.augmentations=[none]",
+            "bench.memory.enabled=false",
+            f"bench.output={out}",
+        ],
+        config_name="bench",
+    )
+    report = bench.run_bench(cfg, command="segexp-bench (test)")
+    text = out.read_text()
+    assert text.startswith("# segexp-bench")
+    assert "segexp-bench (test)" in text
+    _check_report(report, text, [])
+    assert "| data set |" not in text
+
+
+@pytest.mark.slow
+def test_bench_full_tiny_run_with_augmentations_and_memory(compose, tmp_path):
+    out = tmp_path / "bench.md"
+    cfg = compose(
+        [*TINY_BENCH, "bench.augmentations=[affine,elastic]", f"bench.output={out}"],
+        config_name="bench",
+    )
+    report = bench.run_bench(cfg)
+    text = out.read_text()
+    _check_report(report, text, ["affine", "elastic"])
+    memory = _table(text, "| data set |")
+    assert [r[0] for r in memory] == ["in memory", "streamed", "streamed small shuffle"]
+    for r in memory:
+        assert int(r[1]) > 0
+        assert all(_numbers(c) > 0 for c in (r[2], r[3], r[4], r[7]))
