@@ -88,7 +88,15 @@ def render_preview(
     num_classes = len(class_names)
     cols = max(1, min(4, len(samples)))
     rows = max(1, math.ceil(len(samples) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows + 0.9), squeeze=False)
+    # Constrained layout keeps every row's panel titles clear of the row above (tight_layout
+    # let the second row's titles overlap the first row's images).
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(3.2 * cols, 3.4 * rows + 0.9),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax in axes.ravel():
         ax.axis("off")
     for i, (image, mask) in enumerate(samples):
@@ -117,11 +125,14 @@ def render_preview(
             Patch(facecolor="white", edgecolor="black", hatch="//", label=f"{ignore_value} ignore")
         )
     fig.legend(
-        handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False
+        handles=handles,
+        loc="outside lower center",
+        ncol=min(len(handles), 6),
+        fontsize=8,
+        frameon=False,
     )
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.97 if title else 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

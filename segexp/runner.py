@@ -121,7 +121,11 @@ def train(cfg: DictConfig) -> float | None:
     scale = input_range(cfg.model)
     train_ds, val_ds, test_ds = (
         make_dataset(
-            source.splits[split],
+            # Known sizes let Keras count validation/test steps (tiled or file-based splits
+            # otherwise have an unknown cardinality).
+            source.splits[split].apply(
+                tf.data.experimental.assert_cardinality(source.sizes[split])
+            ),
             batch_size=batch_size,
             training=split == "train",
             seed=seed,
@@ -293,6 +297,13 @@ def _log_lineage(client: MlflowClient, run_id: str, source) -> None:
     tracking.log_tags(client, run_id, {k: v for k, v in info.items() if v is not None})
     freqs = source.extra.get("class_frequencies") or {}
     tracking.log_metrics(client, run_id, {f"class_frequency_{k}": v for k, v in freqs.items()})
+    counts = {k: source.extra.get(k) for k in ("num_skipped", "ignore_fraction")}
+    tracking.log_metrics(
+        client, run_id, {f"dataset_{k}": v for k, v in counts.items() if v is not None}
+    )
+    if source.extra.get("skipped"):
+        text = "\n".join(str(s) for s in source.extra["skipped"]) + "\n"
+        tracking.retry(client.log_text, run_id, text, "dataset_skipped.txt")
     from mlflow.data.meta_dataset import MetaDataset
 
     dataset = MetaDataset(
@@ -357,11 +368,31 @@ def _fit_and_log(
         # logging the same params and artifacts again is idempotent).
         setup_cfg = cfg.copy()
         OmegaConf.update(setup_cfg, "resume", None, force_add=True)
-        _log_setup(cfg=setup_cfg, client=client, run_id=run_id, model=model, source=source,
-                   overrides=overrides, output_dir=output_dir, trainable=trainable)
+        _log_setup(
+            cfg=setup_cfg,
+            client=client,
+            run_id=run_id,
+            model=model,
+            source=source,
+            overrides=overrides,
+            output_dir=output_dir,
+            trainable=trainable,
+        )
     history, logger = _train_epochs(
-        cfg, client, run_id, model, source, task, head, train_ds, val_ds, sample_x, sample_y,
-        steps, output_dir, resume,
+        cfg,
+        client,
+        run_id,
+        model,
+        source,
+        task,
+        head,
+        train_ds,
+        val_ds,
+        sample_x,
+        sample_y,
+        steps,
+        output_dir,
+        resume,
     )
     return _log_results(
         cfg, client, run_id, model, source, task, head, test_ds, history, logger, trainable
@@ -380,8 +411,20 @@ def _log_setup(cfg, client, run_id, model, source, overrides, output_dir, traina
 
 
 def _train_epochs(
-    cfg, client, run_id, model, source, task, head, train_ds, val_ds, sample_x, sample_y,
-    steps, output_dir, resume,
+    cfg,
+    client,
+    run_id,
+    model,
+    source,
+    task,
+    head,
+    train_ds,
+    val_ds,
+    sample_x,
+    sample_y,
+    steps,
+    output_dir,
+    resume,
 ) -> tuple[dict[str, list[float]], EpochLogger]:
     """``model.fit`` from the first epoch not yet completed; returns the whole run's history.
 
@@ -498,9 +541,16 @@ def inference_meta(cfg: DictConfig, model: keras.Model, source, head: str, task:
     from segexp.predict import inference_meta as meta_for
 
     h, w, c = input_spec(cfg)
-    meta = meta_for(model, input_size=(h, w), channels=c, num_classes=source.num_classes,
-                    class_names=list(source.class_names), head=head, task=task,
-                    input_range=input_range(cfg.model))
+    meta = meta_for(
+        model,
+        input_size=(h, w),
+        channels=c,
+        num_classes=source.num_classes,
+        class_names=list(source.class_names),
+        head=head,
+        task=task,
+        input_range=input_range(cfg.model),
+    )
     meta["ignore_value"] = source.ignore_value
     return meta
 
@@ -510,8 +560,13 @@ def _log_preview(cfg: DictConfig, source, output_dir: Path) -> None:
     from segexp.preview import render_preview
 
     path = render_preview(
-        source.splits["train"], source.class_names, 8, Path(output_dir) / "preview.png",
-        augment=augment_fn(cfg), seed=int(cfg.seed), ignore_value=source.ignore_value,
+        source.splits["train"],
+        source.class_names,
+        8,
+        Path(output_dir) / "preview.png",
+        augment=augment_fn(cfg),
+        seed=int(cfg.seed),
+        ignore_value=source.ignore_value,
         labels=(source.labels or {}).get("train"),
     )
     tracking.retry(mlflow.log_artifact, str(path))

@@ -4,41 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
-from segexp.config import CONF_DIR
 from segexp.data import load_source
 from segexp.errors import DataError
-
-
-def cfg_for(name, **overrides):
-    cfg = OmegaConf.load(CONF_DIR / "dataset" / f"{name}.yaml")
-    cfg.merge_with(overrides)
-    return cfg
+from tests.fixtures_data import dataset_cfg, make_mnist_npz, make_onehot_arrays
 
 
 def test_onehot_npy_like_the_lecture_notes(tmp_path):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 255, (10, 16, 16, 3), dtype=np.uint8)
-    ids = np.zeros((10, 16, 16), np.int64)
-    ids[:, 4:10, 4:10] = 1
+    images, ids = make_onehot_arrays(tmp_path)
     seg = np.eye(2, dtype=np.float32)[ids]  # [N, H, W, 2] one-hot
-    np.save(tmp_path / "images_training.npy", images)
-    np.save(tmp_path / "seg_training.npy", seg)
-    src = load_source(cfg_for("arrays", root=str(tmp_path)), (8, 8), 3, 0)
+    src = load_source(dataset_cfg("arrays", root=str(tmp_path)), (8, 8), 3, 0)
     assert src.sizes == {"train": 8, "val": 1, "test": 1}
     assert src.extra["mask_format"] == "onehot"
     image, mask = next(iter(src.splits["train"]))
     assert image.shape == (8, 8, 3) and mask.shape == (8, 8, 1)
     assert sorted(np.unique(mask.numpy())) == [0, 1]
     assert src.extra["class_frequencies"]["object"] == pytest.approx(36 / 256)
-    full = load_source(cfg_for("arrays", root=str(tmp_path)), (16, 16), 3, 0)
+    full = load_source(dataset_cfg("arrays", root=str(tmp_path)), (16, 16), 3, 0)
     i0, m0 = next(iter(full.splits["test"]))
     k = [j for j in range(10) if np.allclose(images[j] / 255.0, i0.numpy(), atol=1e-6)]
     assert len(k) == 1 and np.array_equal(m0.numpy()[..., 0], ids[k[0]])
     np.save(tmp_path / "seg_training.npy", seg[:9])
     with pytest.raises(DataError, match="images_training.npy has 10 samples but seg_training.npy"):
-        load_source(cfg_for("arrays", root=str(tmp_path)), (8, 8), 3, 0)
+        load_source(dataset_cfg("arrays", root=str(tmp_path)), (8, 8), 3, 0)
 
 
 def test_index_npz_with_labels_and_bad_values(tmp_path):
@@ -48,7 +36,7 @@ def test_index_npz_with_labels_and_bad_values(tmp_path):
     labels = np.arange(6)
     np.savez(tmp_path / "data.npz", x=images, y=masks)
     np.save(tmp_path / "labels.npy", labels)
-    cfg = cfg_for(
+    cfg = dataset_cfg(
         "arrays",
         root=str(tmp_path),
         images="data.npz",
@@ -75,15 +63,8 @@ def test_index_npz_with_labels_and_bad_values(tmp_path):
 
 
 def test_mnist_npz_digits_labels_and_dummy_masks(tmp_path):
-    rng = np.random.default_rng(0)
-    np.savez(
-        tmp_path / "mnist.npz",
-        x_train=rng.integers(0, 255, (60, 28, 28), dtype=np.uint8),
-        y_train=np.arange(60) % 10,
-        x_test=rng.integers(0, 255, (20, 28, 28), dtype=np.uint8),
-        y_test=np.arange(20) % 10,
-    )
-    src = load_source(cfg_for("mnist", root=str(tmp_path)), (28, 28), 1, 0)
+    make_mnist_npz(tmp_path)
+    src = load_source(dataset_cfg("mnist", root=str(tmp_path)), (28, 28), 1, 0)
     assert src.sizes == {"train": 16, "val": 2, "test": 6}
     assert set(np.concatenate(list(src.labels.values())).tolist()) == {1, 5, 6}
     assert src.extra["task"] == "reconstruction"
@@ -91,8 +72,8 @@ def test_mnist_npz_digits_labels_and_dummy_masks(tmp_path):
     assert image.shape == (28, 28, 1) and float(image.numpy().max()) <= 1.0
     assert mask.shape == (28, 28, 1) and int(mask.numpy().max()) == 0
     all_digits = load_source(
-        cfg_for("mnist", root=str(tmp_path), digits=None, limit=5), (28, 28), 1, 0
+        dataset_cfg("mnist", root=str(tmp_path), digits=None, limit=5), (28, 28), 1, 0
     )
     assert all_digits.sizes == {"train": 5, "val": 5, "test": 5}
     with pytest.raises(DataError, match=r"none does not exist; expected .*mnist.npz.*x_train"):
-        load_source(cfg_for("mnist", root=str(tmp_path / "none")), (28, 28), 1, 0)
+        load_source(dataset_cfg("mnist", root=str(tmp_path / "none")), (28, 28), 1, 0)

@@ -4,40 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from PIL import Image
 
-from segexp.config import CONF_DIR
 from segexp.data import load_source
 from segexp.errors import DataError
+from tests.fixtures_data import dataset_cfg, make_dsb_tree
 
 
 def cfg_for(**overrides):
-    cfg = OmegaConf.load(CONF_DIR / "dataset" / "dsb2018.yaml")
-    cfg.merge_with(overrides)
-    return cfg
-
-
-def make_tree(base, n=4):
-    root = base / "stage1_train"
-    for i in range(n):
-        sid = f"{i:04x}abcdef"
-        h, w = 24 + 4 * i, 32
-        (root / sid / "images").mkdir(parents=True)
-        (root / sid / "masks").mkdir()
-        rgba = np.zeros((h, w, 4), np.uint8)
-        rgba[..., :3] = 40 * i
-        rgba[..., 3] = 255
-        Image.fromarray(rgba, "RGBA").save(root / sid / "images" / f"{sid}.png")
-        for k in range(3):  # one file per nucleus
-            m = np.zeros((h, w), np.uint8)
-            m[2 + 6 * k : 6 + 6 * k, 3:9] = 255
-            Image.fromarray(m).save(root / sid / "masks" / f"nucleus{k}.png")
-    return root
+    return dataset_cfg("dsb2018", **overrides)
 
 
 def test_kaggle_tree_merges_masks(tmp_path):
-    root = make_tree(tmp_path)
+    root = make_dsb_tree(tmp_path)
     src = load_source(cfg_for(root=str(tmp_path)), (24, 32), 3, 0)  # parent of stage1_train
     assert src.root == str(root) and sum(src.sizes.values()) == 4
     assert src.extra["mask_files"] == 12 and src.extra["image_shapes"].startswith("4 sizes")
@@ -57,7 +36,7 @@ def test_kaggle_tree_merges_masks(tmp_path):
 def test_kaggle_tree_errors(tmp_path):
     with pytest.raises(DataError, match=r"does not exist; expected .*masks/\*.png.*Kaggle"):
         load_source(cfg_for(root=str(tmp_path / "x")), (8, 8), 3, 0)
-    root = make_tree(tmp_path)
+    root = make_dsb_tree(tmp_path)
     sid = sorted(p.name for p in root.iterdir())[1]
     for f in (root / sid / "masks").iterdir():
         f.unlink()
@@ -65,7 +44,7 @@ def test_kaggle_tree_errors(tmp_path):
         load_source(cfg_for(root=str(root)), (8, 8), 3, 0)
     src = load_source(cfg_for(root=str(root), skip_bad=True), (8, 8), 3, 0)
     assert src.extra["num_skipped"] == 1 and sum(src.sizes.values()) == 3
-    root = make_tree(tmp_path / "fresh")
+    root = make_dsb_tree(tmp_path / "fresh")
     other = sorted(p.name for p in root.iterdir())[2]
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(root / other / "masks" / "small.png")
     with pytest.raises(DataError, match=r"masks .*nucleus0.png \(\d+x32\) and .*small.png"):

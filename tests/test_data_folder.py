@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tifffile
-from omegaconf import OmegaConf
 from PIL import Image
 
-from segexp.config import CONF_DIR
 from segexp.data import load_source
 from segexp.errors import ConfigError, DataError
+from tests.fixtures_data import dataset_cfg, make_drive, make_pairs, make_palette_pairs
 
 
 def cfg_for(**overrides):
-    cfg = OmegaConf.load(CONF_DIR / "dataset" / "folder.yaml")
-    cfg.merge_with(overrides)
-    return cfg
-
-
-def make_pairs(tmp_path, n=6, size=(20, 24), mask_ext="png", values=(0, 255)):
-    img_dir, mask_dir = tmp_path / "img", tmp_path / "gt"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    mask_dir.mkdir(exist_ok=True)
-    rng = np.random.default_rng(1)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, size + (3,), dtype=np.uint8)).save(
-            img_dir / f"s{i:02d}.jpg"
-        )
-        mask = np.full(size, values[0], np.uint8)
-        mask[4:12, 6 : 6 + 2 + i] = values[1]
-        Image.fromarray(mask).save(mask_dir / f"s{i:02d}.{mask_ext}")
-    return img_dir, mask_dir
+    return dataset_cfg("folder", **overrides)
 
 
 def labels_of(ds):
@@ -58,14 +39,7 @@ def test_pairs_by_stem_with_exact_labels_and_lineage(tmp_path):
 
 
 def test_regex_pairing_drive_style(tmp_path):
-    img_dir, mask_dir = tmp_path / "images", tmp_path / "1st_manual"
-    img_dir.mkdir()
-    mask_dir.mkdir()
-    for k in (21, 22, 23):
-        tifffile.imwrite(img_dir / f"{k}_training.tif", np.full((12, 14, 3), k, np.uint8))
-        m = np.zeros((12, 14), np.uint8)
-        m[2:5] = 255
-        Image.fromarray(m).save(mask_dir / f"{k}_manual1.gif")
+    make_drive(tmp_path)
     cfg = cfg_for(
         root=str(tmp_path),
         images="images",
@@ -88,17 +62,7 @@ def test_regex_pairing_drive_style(tmp_path):
 
 
 def test_palette_masks_with_ignore_band_stay_exact(tmp_path):
-    img_dir, mask_dir = tmp_path / "img", tmp_path / "gt"
-    img_dir.mkdir()
-    mask_dir.mkdir()
-    for i in range(3):
-        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(img_dir / f"{i}.png")
-        idx = np.zeros((16, 16), np.uint8)
-        idx[4:12, 4:12] = 2
-        idx[3, :] = 255
-        p = Image.fromarray(idx, "P")
-        p.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * 3 * 252 + [224, 224, 192])
-        p.save(mask_dir / f"{i}.png")
+    img_dir, mask_dir = make_palette_pairs(tmp_path)
     cfg = cfg_for(
         images=str(img_dir),
         masks=str(mask_dir),

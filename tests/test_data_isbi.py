@@ -5,32 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-from omegaconf import OmegaConf
-from PIL import Image
 
-from segexp.config import CONF_DIR
 from segexp.data import load_source
 from segexp.errors import DataError
+from tests.fixtures_data import dataset_cfg, isbi_stacks, write_isbi_slices, write_isbi_tiff
 
 
 def cfg_for(**overrides):
-    cfg = OmegaConf.load(CONF_DIR / "dataset" / "isbi2012.yaml")
-    cfg.merge_with(overrides)
-    return cfg
-
-
-def stacks(n=6, size=64):
-    rng = np.random.default_rng(0)
-    volume = rng.integers(0, 255, (n, size, size), dtype=np.uint8)
-    labels = np.full((n, size, size), 255, np.uint8)  # cell
-    labels[:, ::8, :] = 0  # membranes
-    return volume, labels
+    return dataset_cfg("isbi2012", **overrides)
 
 
 def test_tiff_stacks_tiled_with_membrane_as_class_one(tmp_path):
-    volume, labels = stacks()
-    tifffile.imwrite(tmp_path / "train-volume.tif", volume)
-    tifffile.imwrite(tmp_path / "train-labels.tif", labels)
+    write_isbi_tiff(tmp_path)
     assert len(tifffile.TiffFile(tmp_path / "train-volume.tif").pages) == 6
     cfg = cfg_for(root=str(tmp_path), tile=32, split={"train": 4, "val": 1, "test": 1})
     src = load_source(cfg, (32, 32), 1, 0)
@@ -49,12 +35,8 @@ def test_tiff_stacks_tiled_with_membrane_as_class_one(tmp_path):
 
 
 def test_png_slices_and_stack_errors(tmp_path):
-    volume, labels = stacks(n=4, size=32)
-    (tmp_path / "images").mkdir()
-    (tmp_path / "labels").mkdir()
-    for i in range(4):
-        Image.fromarray(volume[i]).save(tmp_path / "images" / f"{i:02d}.png")
-        Image.fromarray(labels[i]).save(tmp_path / "labels" / f"{i:02d}.png")
+    write_isbi_slices(tmp_path, n=4, size=32)
+    volume, labels = isbi_stacks(n=4, size=32)
     src = load_source(cfg_for(root=str(tmp_path), tile=None), (32, 32), 1, 0)
     assert src.extra["format"] == "slices" and sum(src.sizes.values()) == 4
     for split in src.splits.values():

@@ -3,49 +3,22 @@
 from __future__ import annotations
 
 import sys
-import types
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from PIL import Image
 
-from segexp.config import CONF_DIR
 from segexp.data import load_source
 from segexp.errors import DataError
+from tests.fixtures_data import dataset_cfg, install_mock_tfds, make_oxford_raw
 
 
 def cfg_for(**overrides):
-    cfg = OmegaConf.load(CONF_DIR / "dataset" / "oxford_pets.yaml")
-    cfg.merge_with(overrides)
-    return cfg
-
-
-def trimap(h, w, k):
-    t = np.full((h, w), 2, np.uint8)  # background
-    t[4 : h - 4, 4 : w - 4] = 3  # border band
-    t[6 : h - 6, 6 : w - 6] = 1  # pet
-    return t
-
-
-def make_raw(root, n=5):
-    (root / "images").mkdir(parents=True)
-    (root / "annotations" / "trimaps").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        name = f"Abyssinian_{i + 1}"
-        h, w = 30 + i, 40 - i
-        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
-            root / "images" / f"{name}.jpg"
-        )
-        Image.fromarray(trimap(h, w, i)).save(root / "annotations" / "trimaps" / f"{name}.png")
-    # Release clutter that must be ignored: macOS resource forks and .mat files.
-    (root / "annotations" / "trimaps" / "._Abyssinian_1.png").write_bytes(b"\0\0")
-    (root / "images" / "Abyssinian_100.mat").write_bytes(b"MATLAB")
+    return dataset_cfg("oxford_pets", **overrides)
 
 
 def test_raw_trimaps_map_to_three_classes(tmp_path):
-    make_raw(tmp_path)
+    make_oxford_raw(tmp_path)
     src = load_source(cfg_for(root=str(tmp_path)), (24, 24), 3, 7)
     assert src.name == "oxford_pets" and src.num_classes == 3
     assert src.class_names == ["background", "pet", "border"]
@@ -63,7 +36,7 @@ def test_raw_trimaps_map_to_three_classes(tmp_path):
 def test_raw_errors(tmp_path):
     with pytest.raises(DataError, match=r"does not exist; expected .*images/\*.jpg.*robots.ox"):
         load_source(cfg_for(root=str(tmp_path / "missing")), (8, 8), 3, 0)
-    make_raw(tmp_path)
+    make_oxford_raw(tmp_path)
     Image.fromarray(np.full((30, 40), 9, np.uint8)).save(
         tmp_path / "annotations" / "trimaps" / "Abyssinian_1.png"
     )
@@ -71,39 +44,9 @@ def test_raw_errors(tmp_path):
         load_source(cfg_for(root=str(tmp_path)), (8, 8), 3, 0)
 
 
-class _Split:
-    def __init__(self, n):
-        self.num_examples = n
-
-
-class _Builder:
-    def __init__(self, data_dir, prepared=True):
-        self.data_dir = str(data_dir)
-        self.prepared = prepared
-        self.info = types.SimpleNamespace(
-            version="3.2.0", splits={"train": _Split(10), "test": _Split(3)}
-        )
-
-    def is_prepared(self):
-        return self.prepared
-
-    def as_dataset(self, split, shuffle_files=False):
-        import tensorflow as tf
-
-        n = self.info.splits[split].num_examples
-        images = np.stack([np.full((20, 22, 3), i * 10, np.uint8) for i in range(n)])
-        masks = np.stack([trimap(20, 22, i)[..., None] for i in range(n)])
-        return tf.data.Dataset.from_tensor_slices({"image": images, "segmentation_mask": masks})
-
-
 def test_tfds_format_with_a_mocked_builder(tmp_path, monkeypatch):
     calls = {}
-
-    def builder(name, data_dir=None):
-        calls["args"] = (name, data_dir)
-        return _Builder(data_dir, prepared=(tmp_path / "ok").exists())
-
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", types.SimpleNamespace(builder=builder))
+    install_mock_tfds(monkeypatch, prepared=lambda _dir: (tmp_path / "ok").exists(), calls=calls)
     cfg = cfg_for(root=str(tmp_path), format="tfds", split={"train": 0.8, "val": 0.2, "test": 0})
     with pytest.raises(DataError, match="not prepared"):
         load_source(cfg, (16, 16), 3, 0)

@@ -272,6 +272,15 @@ class MaskMap:
                     f"dataset.mask_values maps {stored} to {cls}: class ids must be "
                     f"0..{self.num_classes - 1} or ignore_value ({self.ignore_value})"
                 )
+        if self.ignore_value is not None and table.get(self.ignore_value, self.ignore_value) != (
+            self.ignore_value
+        ):
+            raise ConfigError(
+                f"dataset.mask_values maps {self.ignore_value} (dataset.ignore_value) to class "
+                f"{table[self.ignore_value]}: drop it from the map, e.g. "
+                "dataset.mask_values=null dataset.mask_values='{0:0,1:1}' (null first replaces "
+                "the preset's map instead of merging into it)"
+            )
         if self.ignore_value is not None and self.ignore_value not in table:
             table[self.ignore_value] = self.ignore_value
         self.table = table
