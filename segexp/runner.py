@@ -470,6 +470,7 @@ def _train_epochs(
         epochs=epochs,
         initial_epoch=ckpt.epoch,
         steps_per_epoch=steps,
+        shuffle=False,  # the tf.data stream is already shuffled, per epoch, from the seed
         callbacks=[*built, ckpt, logger],
         verbose=int(cfg.trainer.verbose),
     )
