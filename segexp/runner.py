@@ -511,7 +511,7 @@ def _log_results(
     """Summary metrics, test evaluation, learning curves and the model, after training."""
     from segexp.models import input_range
 
-    summary = summarize_history(history)
+    summary = summarize_history(history, cfg.get("analysis"))
     summary.update(logger.summary())
     summary["num_params"] = trainable
     if cfg.trainer.get("evaluate_test", True):

@@ -1,0 +1,172 @@
+"""Multirun tracking: one parent run per sweep, nested children, failures, joblib, Optuna.
+
+Each test runs `python -m segexp.train -m ...` as a subprocess into a temporary SQLite store.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TINY
+
+FAST = [
+    *TINY,
+    "tracking.log_model=false",
+    "trainer.checkpoint={best:false,last:false}",
+    "trainer.evaluate_test=false",
+]
+NO_SUMMARY = "hydra.callbacks.mlflow_sweep.summary=false"
+
+
+def multirun(tmp_path: Path, *overrides: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [
+        sys.executable,
+        "-m",
+        "segexp.train",
+        "-m",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "tracking.experiment=sweeptest",
+        *FAST,
+        *overrides,
+    ]
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def sweep_runs(tmp_path: Path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("sweeptest")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("segexp.sweep_role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("segexp.sweep_role") != "parent"]
+    assert len(parents) == 1, [r.info.run_name for r in runs]
+    return client, parents[0], sorted(children, key=lambda r: r.info.run_name)
+
+
+def test_basic_sweep_nests_children_and_survives_a_failing_job(tmp_path):
+    # job 0 trains; job 1 fails in the data loader (before its run exists)
+    proc = multirun(tmp_path, "dataset.mode=trimap,bogus")
+    client, parent, children = sweep_runs(tmp_path)
+    pid = parent.info.run_id
+    sweep_id = parent.data.tags["segexp.sweep_id"]
+    assert [c.info.run_name for c in children] == ["dataset.mode=bogus", "dataset.mode=trimap"]
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == pid
+        assert child.data.tags["segexp.sweep_id"] == sweep_id
+    bogus, ok = children
+    assert ok.info.status == "FINISHED"
+    assert ok.data.tags["segexp.sweep_job"] == "0"
+    assert "best_val_loss" in ok.data.metrics
+    assert len(client.get_metric_history(ok.info.run_id, "val_loss")) == 2
+    assert bogus.info.status == "FAILED"
+    assert "dataset.mode" in bogus.data.tags["error"]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["segexp.sweep.jobs"] == "2"
+    assert parent.data.tags["segexp.sweep.failed"] == "1"
+    assert "dataset.mode=trimap,bogus" in parent.data.tags["sweep_overrides"]
+    assert "comparison/comparison.md" in {a.path for a in client.list_artifacts(pid, "comparison")}
+    state = yaml.safe_load((tmp_path / "sweep" / "segexp_sweep.json").read_text())
+    assert state["parent_run_id"] == pid
+    assert "sweep job 1" in proc.stderr
+
+
+def test_joblib_parallel_jobs_on_one_sqlite_store_lose_nothing(tmp_path):
+    multirun(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=1,2", NO_SUMMARY)
+    client, parent, children = sweep_runs(tmp_path)
+    assert [c.info.run_name for c in children] == ["seed=1", "seed=2"]
+    for child in children:
+        assert child.info.status == "FINISHED", child.data.tags.get("error")
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        history = client.get_metric_history(child.info.run_id, "val_loss")
+        assert [m.step for m in history] == [1, 2]
+        assert child.data.params["seed"] in ("1", "2")
+    assert parent.data.tags["segexp.launcher"] == "joblib"
+    assert parent.data.tags["segexp.sweep.failed"] == "0"
+
+
+def test_optuna_sweep_returns_the_objective(tmp_path):
+    multirun(
+        tmp_path,
+        "hydra/sweeper=optuna",
+        NO_SUMMARY,
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=1",
+        "hydra.sweeper.direction=minimize",
+        "hydra.sweeper.sampler.seed=0",
+        "objective=best_val_loss",
+        "optimizer.learning_rate=interval(0.0005,0.005)",
+    )
+    client, parent, children = sweep_runs(tmp_path)
+    assert len(children) == 2
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert all(c.info.run_name.startswith("optimizer.learning_rate=") for c in children)
+    results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    best = min(c.data.metrics["best_val_loss"] for c in children)
+    assert math.isclose(results["best_value"], best, rel_tol=1e-6)
+    assert parent.data.tags["segexp.sweeper"] == "optuna"
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "optimization_results.yaml" in logged
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher(tmp_path):
+    multirun(
+        tmp_path,
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        "seed=1,2",
+        timeout=600,
+    )
+    _, parent, children = sweep_runs(tmp_path)
+    assert [c.info.run_name for c in children] == ["seed=1", "seed=2"]
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+
+
+def test_jobs_find_their_sweep_from_the_state_file_without_the_environment(tmp_path):
+    """As on SLURM nodes that do not inherit the environment of the submitting process."""
+    import json
+
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from segexp import sweep
+
+    state = {
+        "parent_run_id": "P",
+        "sweep_id": "S",
+        "fixed_keys": '["seed"]',
+        "tracking_uri": "sqlite:///x.db",
+        "experiment_id": "1",
+    }
+    (tmp_path / sweep.STATE_FILE).write_text(json.dumps(state))
+    saved = {env: os.environ.pop(env, None) for env in sweep._ENV_KEYS.values()}
+    try:
+        cfg = OmegaConf.create(
+            {"hydra": {"mode": RunMode.MULTIRUN, "sweep": {"dir": str(tmp_path)}}}
+        )
+        sweep.MlflowSweepCallback().on_job_start(cfg)
+        assert os.environ[sweep.ENV_PARENT] == "P"
+        assert os.environ[sweep.ENV_SWEEP] == "S"
+        # a single run clears them again
+        sweep.MlflowSweepCallback().on_job_start(OmegaConf.create({"hydra": {"mode": RunMode.RUN}}))
+        assert sweep.ENV_PARENT not in os.environ
+        assert sweep.job_tags() == {}  # outside a Hydra multirun job nothing is nested
+    finally:
+        for env, value in saved.items():
+            os.environ.pop(env, None)
+            if value is not None:
+                os.environ[env] = value
