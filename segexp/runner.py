@@ -132,6 +132,7 @@ def train(cfg: DictConfig) -> float | None:
             augment=augment_fn(cfg) if split == "train" else None,
             sample_weight_fn=weights,
             cache=cache,
+            shuffle_buffer=cfg.dataset.get("shuffle_buffer"),
             input_scale=scale,
             mask_crop=crop,
             target=target,

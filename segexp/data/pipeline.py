@@ -7,6 +7,8 @@ from collections.abc import Callable
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
+DEFAULT_SHUFFLE_BUFFER = 4096
+STREAMED_SHUFFLE_BUFFER = 256
 
 
 def center_crop_mask(mask: tf.Tensor, crop: tuple[int, int]) -> tf.Tensor:
@@ -28,7 +30,7 @@ def make_dataset(
     cache: bool | str = True,
     mask_crop: tuple[int, int] | None = None,
     target: str = "mask",
-    shuffle_buffer: int = 4096,
+    shuffle_buffer: int | None = None,
     input_scale: float = 1.0,
     epochs: int | None = None,
     initial_epoch: int = 0,
@@ -39,6 +41,8 @@ def make_dataset(
     Decoding and resizing happen once (before ``cache``); augmentation runs after the cache on
     every epoch, in parallel, with a per-sample stateless seed drawn from ``seed`` so the whole
     stream is reproducible. ``cache`` is True (memory), False, or a file path prefix (disk).
+    ``shuffle_buffer`` defaults to 4096 elements, or 256 when ``cache`` is off so that a data
+    set larger than memory streams from disk.
     ``target="image"`` makes the image its own target (autoencoders). ``input_scale``
     multiplies the model input (255 for models that rescale raw pixels themselves).
 
@@ -47,6 +51,10 @@ def make_dataset(
     (see :func:`epoch_stream`), so a run resumed at epoch k sees exactly the batches an
     uninterrupted run sees; pass ``steps_per_epoch`` (batches per epoch) to ``model.fit`` too.
     """
+    if shuffle_buffer is None:
+        # A cached split is in memory anyway; a streamed one (cache off) must not be pulled
+        # into memory by a large shuffle buffer of decoded images.
+        shuffle_buffer = DEFAULT_SHUFFLE_BUFFER if cache else STREAMED_SHUFFLE_BUFFER
     if cache is True:
         ds = ds.cache()
     elif cache:
