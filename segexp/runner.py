@@ -6,6 +6,7 @@ import contextlib
 import io
 import math
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,28 @@ from segexp.analysis import summarize_history
 from segexp.config import run_name
 from segexp.data import load_source
 from segexp.data.pipeline import make_dataset
+from segexp.data.source import DataSource
 from segexp.epoch_logger import EpochLogger
 from segexp.plots import learning_curves
+
+
+@dataclass
+class Job:
+    """What one training job works with, built once by :func:`train`."""
+
+    cfg: DictConfig
+    client: MlflowClient
+    run_id: str
+    output_dir: Path
+    overrides: list[str]
+    source: DataSource
+    model: keras.Model
+    task: str  # segmentation | reconstruction
+    head: str  # sigmoid | softmax | linear
+    steps: int  # batches per epoch
+    data: dict[str, tf.data.Dataset]  # batched train / val / test streams
+    samples: tuple[np.ndarray, np.ndarray]  # fixed validation images and targets for panels
+    resume: checkpoint.Resume | None = None
 
 
 def _hydra_context() -> tuple[Path, list[str]]:
@@ -119,8 +140,8 @@ def train(cfg: DictConfig) -> float | None:
     cache = cfg.dataset.get("cache", True)
     weights = weight_fn(cfg, source)
     scale = input_range(cfg.model)
-    train_ds, val_ds, test_ds = (
-        make_dataset(
+    data = {
+        split: make_dataset(
             # Known sizes let Keras count validation/test steps (tiled or file-based splits
             # otherwise have an unknown cardinality).
             source.splits[split].apply(
@@ -141,7 +162,7 @@ def train(cfg: DictConfig) -> float | None:
             steps_per_epoch=cfg.trainer.get("steps_per_epoch"),
         )
         for split in ("train", "val", "test")
-    )
+    }
     sample_x, sample_y = _take(source.splits["val"], int(cfg.trainer.num_sample_images))
     if any(crop):
         sample_y = sample_y[
@@ -177,25 +198,23 @@ def train(cfg: DictConfig) -> float | None:
         f"(experiment {cfg.tracking.experiment!r}); outputs in {output_dir}",
         flush=True,
     )
+    job = Job(
+        cfg=cfg,
+        client=client,
+        run_id=run_id,
+        output_dir=output_dir,
+        overrides=overrides,
+        source=source,
+        model=model,
+        task=task,
+        head=head,
+        steps=steps,
+        data=data,
+        samples=(sample_x, sample_y),
+        resume=resume,
+    )
     with _run_status(client, run_id, output_dir):
-        summary = _fit_and_log(
-            cfg,
-            client,
-            run_id,
-            model,
-            source,
-            task,
-            head,
-            overrides,
-            train_ds,
-            val_ds,
-            test_ds,
-            sample_x,
-            sample_y,
-            steps,
-            output_dir,
-            resume=resume,
-        )
+        summary = _fit_and_log(job)
     return _objective(cfg, summary)
 
 
@@ -344,89 +363,32 @@ class _LocalSource(DatasetSource):
         return cls(source_dict["uri"])
 
 
-def _fit_and_log(
-    cfg,
-    client,
-    run_id,
-    model,
-    source,
-    task,
-    head,
-    overrides,
-    train_ds,
-    val_ds,
-    test_ds,
-    sample_x,
-    sample_y,
-    steps,
-    output_dir,
-    resume: checkpoint.Resume | None = None,
-) -> dict[str, float]:
+def _fit_and_log(job: Job) -> dict[str, float]:
     """Set-up logging (new runs only), training with per-epoch checkpoints, result logging."""
-    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    if resume is None or resume.state is None:
+    trainable = int(sum(np.prod(w.shape) for w in job.model.trainable_weights))
+    if job.resume is None or job.resume.state is None:
         # New run, or one killed before its first checkpoint (set-up logging may be partial;
         # logging the same params and artifacts again is idempotent).
-        setup_cfg = cfg.copy()
-        OmegaConf.update(setup_cfg, "resume", None, force_add=True)
-        _log_setup(
-            cfg=setup_cfg,
-            client=client,
-            run_id=run_id,
-            model=model,
-            source=source,
-            overrides=overrides,
-            output_dir=output_dir,
-            trainable=trainable,
-        )
-    history, logger = _train_epochs(
-        cfg,
-        client,
-        run_id,
-        model,
-        source,
-        task,
-        head,
-        train_ds,
-        val_ds,
-        sample_x,
-        sample_y,
-        steps,
-        output_dir,
-        resume,
-    )
-    return _log_results(
-        cfg, client, run_id, model, source, task, head, test_ds, history, logger, trainable
-    )
+        _log_setup(job, trainable)
+    history, logger = _train_epochs(job)
+    return _log_results(job, history, logger, trainable)
 
 
-def _log_setup(cfg, client, run_id, model, source, overrides, output_dir, trainable) -> None:
+def _log_setup(job: Job, trainable: int) -> None:
     """What a run logs once, before training: params, config, model summary, data lineage."""
-    total = int(model.count_params())
+    cfg = job.cfg.copy()
+    OmegaConf.update(cfg, "resume", None, force_add=True)
+    client, run_id = job.client, job.run_id
+    total = int(job.model.count_params())
     tracking.log_params(client, run_id, cfg)
-    tracking.log_config(client, run_id, cfg, overrides)
-    tracking.retry(client.log_text, run_id, _summary_text(model), "model_summary.txt")
+    tracking.log_config(client, run_id, cfg, job.overrides)
+    tracking.retry(client.log_text, run_id, _summary_text(job.model), "model_summary.txt")
     tracking.log_metrics(client, run_id, {"num_params": trainable, "num_params_total": total})
-    _log_lineage(client, run_id, source)
-    _log_preview(cfg, source, output_dir)
+    _log_lineage(client, run_id, job.source)
+    _log_preview(cfg, job.source, job.output_dir)
 
 
-def _train_epochs(
-    cfg,
-    client,
-    run_id,
-    model,
-    source,
-    task,
-    head,
-    train_ds,
-    val_ds,
-    sample_x,
-    sample_y,
-    steps,
-    output_dir,
-    resume,
-) -> tuple[dict[str, list[float]], EpochLogger]:
+def _train_epochs(job: Job) -> tuple[dict[str, list[float]], EpochLogger]:
     """``model.fit`` from the first epoch not yet completed; returns the whole run's history.
 
     A resumed run first gets its weights and optimizer state back and logs whatever the crash
@@ -436,41 +398,42 @@ def _train_epochs(
     from segexp.callbacks import build_callbacks
     from segexp.models import input_range
 
+    cfg, model, resume = job.cfg, job.model, job.resume
     epochs = int(cfg.trainer.epochs)
-    built = build_callbacks(cfg.trainer, cfg.optimizer, output_dir=output_dir)
+    built = build_callbacks(cfg.trainer, cfg.optimizer, output_dir=job.output_dir)
     ckpt = checkpoint.ResumeCheckpoint(
-        output_dir,
-        run_id,
+        job.output_dir,
+        job.run_id,
         watch=built,
         state=resume.state if resume else None,
         stop_on_nan=bool(cfg.trainer.get("terminate_on_nan", True)),
     )
     logger = EpochLogger(
-        client,
-        run_id,
-        sample_images=sample_x,
-        sample_targets=sample_y,
+        job.client,
+        job.run_id,
+        sample_images=job.samples[0],
+        sample_targets=job.samples[1],
         images_every=int(cfg.trainer.log_images_every),
         epochs=epochs,
         batch_size=devices.global_batch_size(
             cfg.trainer, model.distribute_strategy.num_replicas_in_sync
         ),
-        task=task,
-        head=head,
-        ignore_value=source.ignore_value,
+        task=job.task,
+        head=job.head,
+        ignore_value=job.source.ignore_value,
         input_scale=input_range(cfg.model),
         before_log=ckpt.before_log,
     )
     ckpt.attach(logger)
     if resume is not None:
         checkpoint.load_weights(model, resume)
-        _catch_up(client, run_id, model, ckpt, logger)
+        _catch_up(job.client, job.run_id, model, ckpt, logger)
     model.fit(
-        train_ds,
-        validation_data=val_ds,
+        job.data["train"],
+        validation_data=job.data["val"],
         epochs=epochs,
         initial_epoch=ckpt.epoch,
-        steps_per_epoch=steps,
+        steps_per_epoch=job.steps,
         shuffle=False,  # the tf.data stream is already shuffled, per epoch, from the seed
         callbacks=[*built, ckpt, logger],
         verbose=int(cfg.trainer.verbose),
@@ -478,7 +441,7 @@ def _train_epochs(
     if ckpt.nan_epoch is not None:
         raise checkpoint.NaNLossError(f"NaN loss at epoch {ckpt.nan_epoch}")
     if logger.failed_steps:
-        _catch_up(client, run_id, model, ckpt, logger, panels=False)
+        _catch_up(job.client, job.run_id, model, ckpt, logger, panels=False)
     return ckpt.history, logger
 
 
@@ -507,10 +470,13 @@ def _catch_up(client, run_id, model, ckpt, logger, *, panels: bool = True) -> No
 
 
 def _log_results(
-    cfg, client, run_id, model, source, task, head, test_ds, history, logger, trainable
+    job: Job, history: dict[str, list[float]], logger: EpochLogger, trainable: int
 ) -> dict[str, float]:
     """Summary metrics, test evaluation, learning curves and the model, after training."""
     from segexp.models import input_range
+
+    cfg, client, run_id, model, source = job.cfg, job.client, job.run_id, job.model, job.source
+    task, head, test_ds = job.task, job.head, job.data["test"]
 
     summary = summarize_history(history, cfg.get("analysis"))
     summary.update(logger.summary())
