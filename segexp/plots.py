@@ -95,6 +95,7 @@ def learning_curves(history: Mapping[str, Sequence[float]], metric: str, title: 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, name in zip(axes, ("loss", metric), strict=True):
@@ -111,6 +112,7 @@ def learning_curves(history: Mapping[str, Sequence[float]], metric: str, title: 
             best = int(np.argmin(history["val_loss"])) + 1
             ax.axvline(best, color="grey", lw=0.8, ls=":", label=f"best epoch {best}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
