@@ -569,28 +569,24 @@ class Bench:
         import mlflow
         from mlflow import MlflowClient
 
-        from segexp.augment import build_augment
         from segexp.callbacks import build_callbacks
-        from segexp.data.pipeline import make_dataset
         from segexp.epoch_logger import EpochLogger
-        from segexp.runner import weight_fn
+        from segexp.runner import build_datasets
 
         cfg = self.cfg
         reset_peak_rss()
         model = self.model()
-        cache = cfg.dataset.get("cache", True)
-        common = {"seed": self.seed, "cache": cache, "mask_crop": self.crop, "target": self.target}
-        train_ds = make_dataset(
-            self.source.splits["train"],
+        # The exact streams segexp-train builds (per-epoch shuffling and augmentation seeds,
+        # input scale, sample weights), for the warm-up and timed epochs.
+        data = build_datasets(
+            cfg,
+            self.source,
+            model,
             batch_size=self.batch_size,
-            training=True,
-            augment=build_augment(aug_cfg),
-            sample_weight_fn=weight_fn(cfg, self.source),
-            **common,
+            epochs=self.warmup + self.epochs,
+            augmentation=aug_cfg,
         )
-        val_ds = make_dataset(
-            self.source.splits["val"], batch_size=self.batch_size, training=False, **common
-        )
+        train_ds, val_ds = data["train"], data["val"]
         uri = f"sqlite:///{self.workdir / 'mlflow.db'}"
         client = MlflowClient(uri)
         mlflow.set_tracking_uri(uri)
@@ -626,10 +622,17 @@ class Bench:
                 per_epoch_callbacks.append(counter["s"])
 
         callbacks = [*_timed_callbacks(extra, counter), logger, _Snap(), timer]
-        self._fit(model, train_ds, callbacks, val_ds)
+        try:
+            self._fit(model, train_ds, callbacks, val_ds, steps_per_epoch=self.steps)
+        except BaseException:
+            client.set_terminated(run_id, "FAILED")
+            raise
         client.set_terminated(run_id)
         peak = peak_rss_mb()
-        rate = pipeline_rate(lambda: iter(train_ds), self.n_train)
+        one_epoch = build_datasets(
+            cfg, self.source, model, batch_size=self.batch_size, epochs=1, augmentation=aug_cfg
+        )["train"]
+        rate = pipeline_rate(lambda: iter(one_epoch), self.n_train)
         w = self.warmup
         total = sum(timer.epoch_seconds[w:])
         cb = [b - a for a, b in zip([0.0, *per_epoch_callbacks], per_epoch_callbacks, strict=False)]

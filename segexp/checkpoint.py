@@ -48,6 +48,7 @@ from segexp.errors import ConfigError, SegexpError
 
 RESUME_SUBDIR = Path("checkpoints") / "resume"
 RUN_FILE, CONFIG_FILE, STATE_FILE = "run.json", "config.yaml", "state.json"
+BEST_WEIGHTS_FILE = "early_stopping_best.npz"
 # Keys that may differ between the interrupted run and the resuming command.
 FREE_KEYS = ("resume", "trainer.verbose", "tracking.uri", "hydra")
 # Counters of Keras callbacks that must survive a restart (plateau, early stopping, best ckpt).
@@ -74,8 +75,11 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"resume: {path} is unreadable ({err}); start a new run") from None
 
 
 def write_run_file(output_dir: Path | str, run_id: str, cfg: DictConfig) -> None:
@@ -178,7 +182,12 @@ def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Resume]:
     out = locate(spec, str(cfg.tracking.uri))
     folder = resume_dir(out)
     record = _read_json(folder / RUN_FILE)
-    saved = OmegaConf.load(folder / CONFIG_FILE)
+    try:
+        saved = OmegaConf.load(folder / CONFIG_FILE)
+    except Exception as err:  # noqa: BLE001 - any parse error becomes one line
+        raise ConfigError(
+            f"resume={spec}: {folder / CONFIG_FILE} is unreadable ({err}); start a new run"
+        ) from None
     changed = conflicts(cfg, saved, overrides)
     if changed:
         shown = "; ".join(tracking.redact_text(c) for c in changed[:5])
@@ -312,6 +321,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             for i, cb in enumerate(self.watch):
                 for attr, value in saved.get(f"{i}:{type(cb).__name__}", {}).items():
                     setattr(cb, attr, value)
+            self._restore_best_weights()
         else:
             self.save()
 
@@ -349,11 +359,29 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             saved[f"{i}:{type(cb).__name__}"] = attrs
         return saved
 
+    def _early_stopping(self) -> Any:
+        return next(
+            (cb for cb in self.watch if isinstance(cb, keras.callbacks.EarlyStopping)), None
+        )
+
+    def _restore_best_weights(self) -> None:
+        """EarlyStopping(restore_best_weights) keeps its best weights in memory; bring them
+        back so a resumed run ends on the same weights as an uninterrupted one."""
+        es, path = self._early_stopping(), self.folder / BEST_WEIGHTS_FILE
+        if es is not None and es.restore_best_weights and path.is_file():
+            with np.load(path) as saved:
+                es.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
+
     def save(self) -> Path:
         """Write weights + optimizer state, then ``state.json`` (atomically), then clean up."""
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{self.epoch:05d}.weights.h5"
         self.model.save_weights(str(self.folder / name), overwrite=True)
+        es = self._early_stopping()
+        if es is not None and es.restore_best_weights and es.best_weights is not None:
+            tmp = self.folder / f".{BEST_WEIGHTS_FILE}.tmp.npz"
+            np.savez(tmp, **{f"w{i}": w for i, w in enumerate(es.best_weights)})
+            os.replace(tmp, self.folder / BEST_WEIGHTS_FILE)
         state = {
             "run_id": self.run_id,
             "epoch": self.epoch,

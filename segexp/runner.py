@@ -120,7 +120,7 @@ def train(cfg: DictConfig) -> float | None:
     source = load_source(cfg.dataset, shape[:2], shape[2], seed)
 
     from segexp import devices
-    from segexp.models import build_model, input_range
+    from segexp.models import build_model
 
     # GPU options: dtype policy before the model is built; build + compile in the strategy scope.
     gpu = devices.setup(cfg.trainer)
@@ -136,33 +136,9 @@ def train(cfg: DictConfig) -> float | None:
         model.compile(**compile_args(cfg, head, source, task, steps, epochs))
 
     crop = mask_crop(model)
-    target = "image" if task == "reconstruction" else "mask"
-    cache = cfg.dataset.get("cache", True)
-    weights = weight_fn(cfg, source)
-    scale = input_range(cfg.model)
-    data = {
-        split: make_dataset(
-            # Known sizes let Keras count validation/test steps (tiled or file-based splits
-            # otherwise have an unknown cardinality).
-            source.splits[split].apply(
-                tf.data.experimental.assert_cardinality(source.sizes[split])
-            ),
-            batch_size=batch_size,
-            training=split == "train",
-            seed=seed,
-            augment=augment_fn(cfg) if split == "train" else None,
-            sample_weight_fn=weights,
-            cache=cache,
-            shuffle_buffer=cfg.dataset.get("shuffle_buffer"),
-            input_scale=scale,
-            mask_crop=crop,
-            target=target,
-            epochs=epochs,
-            initial_epoch=start_epoch,
-            steps_per_epoch=cfg.trainer.get("steps_per_epoch"),
-        )
-        for split in ("train", "val", "test")
-    }
+    data = build_datasets(
+        cfg, source, model, batch_size=batch_size, epochs=epochs, initial_epoch=start_epoch
+    )
     sample_x, sample_y = _take(source.splits["val"], int(cfg.trainer.num_sample_images))
     if any(crop):
         sample_y = sample_y[
@@ -216,6 +192,52 @@ def train(cfg: DictConfig) -> float | None:
     with _run_status(client, run_id, output_dir):
         summary = _fit_and_log(job)
     return _objective(cfg, summary)
+
+
+def build_datasets(
+    cfg: DictConfig,
+    source: DataSource,
+    model: keras.Model,
+    *,
+    batch_size: int,
+    epochs: int,
+    initial_epoch: int = 0,
+    augmentation: DictConfig | None = None,
+) -> dict[str, tf.data.Dataset]:
+    """The batched train / val / test streams ``model.fit`` and ``evaluate`` consume.
+
+    The training stream holds the epochs ``initial_epoch .. epochs-1`` (order and augmentation a
+    function of ``(seed, epoch)``); ``augmentation`` overrides ``cfg.augmentation``.
+    """
+    from segexp.augment import build_augment
+    from segexp.models import input_range
+
+    task = str(cfg.model.get("task", "segmentation"))
+    augment = build_augment(cfg.augmentation if augmentation is None else augmentation)
+    weights = weight_fn(cfg, source)
+    return {
+        split: make_dataset(
+            # Known sizes let Keras count validation/test steps (tiled or file-based splits
+            # otherwise have an unknown cardinality).
+            source.splits[split].apply(
+                tf.data.experimental.assert_cardinality(source.sizes[split])
+            ),
+            batch_size=batch_size,
+            training=split == "train",
+            seed=int(cfg.seed),
+            augment=augment if split == "train" else None,
+            sample_weight_fn=weights,
+            cache=cfg.dataset.get("cache", True),
+            shuffle_buffer=cfg.dataset.get("shuffle_buffer"),
+            input_scale=input_range(cfg.model),
+            mask_crop=mask_crop(model),
+            target="image" if task == "reconstruction" else "mask",
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=cfg.trainer.get("steps_per_epoch"),
+        )
+        for split in ("train", "val", "test")
+    }
 
 
 @contextlib.contextmanager

@@ -159,7 +159,7 @@ class MlflowSweepCallback(Callback):
             "segexp.sweeper": choices.get("hydra/sweeper", ""),
             "segexp.launcher": choices.get("hydra/launcher", ""),
             "segexp.experiment_file": choices.get("experiment") or "",
-            "sweep_overrides": " ".join(redact(o) for o in task_overrides),
+            "sweep_overrides": " ".join(task_overrides),
             "sweep_params": " ".join(_sweep_params(config)),
             "objective": str(config.get("objective", "best_val_loss")),
             "objective_direction": str(
@@ -173,16 +173,19 @@ class MlflowSweepCallback(Callback):
             ),
         }
         if claim is not None:
-            tags["segexp.claim"] = json.dumps(OmegaConf.to_container(claim, resolve=True))
+            tags["segexp.claim"] = json.dumps(
+                tracking.mask_secrets(OmegaConf.to_container(claim, resolve=True))
+            )
         run = _retry(
             client.create_run,
             experiment_id,
-            run_name=f"sweep {label} {sweep_id}",
-            tags={k: str(v) for k, v in tags.items() if v is not None},
+            run_name=tracking.redact_text(f"sweep {label} {sweep_id}"),
+            tags=tracking.safe_tags(tags),
         )
         base = OmegaConf.to_container(config, resolve=False)
         base.pop("hydra", None)
-        _retry(client.log_text, run.info.run_id, redact(OmegaConf.to_yaml(base)), "sweep_base.yaml")
+        text = OmegaConf.to_yaml(OmegaConf.create(tracking.mask_secrets(base)))
+        _retry(client.log_text, run.info.run_id, text, "sweep_base.yaml")
         self._state = {
             "parent_run_id": run.info.run_id,
             "sweep_id": sweep_id,
@@ -305,6 +308,7 @@ class MlflowSweepCallback(Callback):
 
     @staticmethod
     def _mark_failed(config: DictConfig, job_return: Any, error: BaseException, num: Any) -> None:
+        from segexp import tracking
         from segexp.config import run_name
         from segexp.tracking import log_tags
 
@@ -316,7 +320,7 @@ class MlflowSweepCallback(Callback):
             filter_string=f"tags.`segexp.sweep_id` = '{sweep_id}' "
             f"and tags.`segexp.sweep_job` = '{num}'",
         )
-        message = f"{type(error).__name__}: {error}"[:5000]
+        message = tracking.redact_text(f"{type(error).__name__}: {error}")[:5000]
         if runs:
             for run in runs:
                 if run.info.status not in ("FAILED", "KILLED"):
@@ -331,13 +335,15 @@ class MlflowSweepCallback(Callback):
         run = _retry(
             client.create_run,
             os.environ[ENV_EXPERIMENT],
-            run_name=name,
-            tags={
-                "mlflow.parentRunId": os.environ[ENV_PARENT],
-                "segexp.sweep_id": sweep_id,
-                "segexp.sweep_job": str(num),
-                "hydra_overrides": " ".join(job_return.overrides or []),
-                "error": message,
-            },
+            run_name=tracking.redact_text(name),
+            tags=tracking.safe_tags(
+                {
+                    "mlflow.parentRunId": os.environ[ENV_PARENT],
+                    "segexp.sweep_id": sweep_id,
+                    "segexp.sweep_job": str(num),
+                    "hydra_overrides": " ".join(job_return.overrides or []),
+                    "error": message,
+                }
+            ),
         )
         _retry(client.set_terminated, run.info.run_id, "FAILED")

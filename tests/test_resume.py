@@ -125,3 +125,34 @@ def test_models_hold_no_code_and_load_in_safe_mode(tmp_path, compose):
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     assert loaded.count_params() == model.count_params()
+
+
+def test_early_stopping_best_weights_survive_a_restart(tmp_path):
+    """EarlyStopping(restore_best_weights) keeps its best weights in memory only; the resume
+    checkpoint saves them, so a resumed run ends on the same weights."""
+    import json
+
+    import keras
+    import numpy as np
+
+    from segexp.checkpoint import STATE_FILE, ResumeCheckpoint, resume_dir
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    es = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
+    es.set_model(model)
+    best = [np.full(w.shape, 7.0, np.float32) for w in model.get_weights()]
+    es.best_weights, es.best, es.wait = best, 0.25, 1
+    ckpt = ResumeCheckpoint(tmp_path, "r" * 32, watch=[es])
+    ckpt.set_model(model)
+    ckpt.before_log(0, {"loss": 1.0, "val_loss": 0.25})
+
+    state = json.loads((resume_dir(tmp_path) / STATE_FILE).read_text())
+    fresh = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
+    fresh.set_model(model)
+    fresh.on_train_begin()  # Keras resets best_weights here
+    restored = ResumeCheckpoint(tmp_path, "r" * 32, watch=[fresh], state=state)
+    restored.set_model(model)
+    restored.on_train_begin()
+    assert fresh.best == 0.25 and fresh.wait == 1
+    for got, want in zip(fresh.best_weights, best, strict=True):
+        np.testing.assert_array_equal(got, want)

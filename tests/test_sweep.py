@@ -58,7 +58,7 @@ def sweep_runs(tmp_path: Path):
 
 def test_basic_sweep_nests_children_and_survives_a_failing_job(tmp_path):
     # job 0 trains; job 1 fails in the data loader (before its run exists)
-    proc = multirun(tmp_path, "dataset.mode=trimap,bogus")
+    proc = multirun(tmp_path, "dataset.mode=trimap,bogus", "+tracking.tags.api_token=s3cr3tv4l")
     client, parent, children = sweep_runs(tmp_path)
     pid = parent.info.run_id
     sweep_id = parent.data.tags["segexp.sweep_id"]
@@ -81,6 +81,12 @@ def test_basic_sweep_nests_children_and_survives_a_failing_job(tmp_path):
     state = yaml.safe_load((tmp_path / "sweep" / "segexp_sweep.json").read_text())
     assert state["parent_run_id"] == pid
     assert "sweep job 1" in proc.stderr
+    # a secret given as an override is masked everywhere the sweep records it
+    for run in (parent, *children):
+        recorded = [run.info.run_name, *run.data.tags.values(), *run.data.params.values()]
+        assert not any("s3cr3tv4l" in str(v) for v in recorded), run.info.run_name
+    base = client.download_artifacts(pid, "sweep_base.yaml", str(tmp_path))
+    assert "s3cr3tv4l" not in Path(base).read_text()
 
 
 def test_joblib_parallel_jobs_on_one_sqlite_store_lose_nothing(tmp_path):

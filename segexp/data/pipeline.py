@@ -32,7 +32,7 @@ def make_dataset(
     target: str = "mask",
     shuffle_buffer: int | None = None,
     input_scale: float = 1.0,
-    epochs: int | None = None,
+    epochs: int = 1,
     initial_epoch: int = 0,
     steps_per_epoch: int | None = None,
 ) -> tf.data.Dataset:
@@ -46,10 +46,10 @@ def make_dataset(
     ``target="image"`` makes the image its own target (autoencoders). ``input_scale``
     multiplies the model input (255 for models that rescale raw pixels themselves).
 
-    With ``training`` and ``epochs`` set, the result is ONE stream of the batches of epochs
-    ``initial_epoch .. epochs-1`` whose order and augmentation depend only on ``(seed, epoch)``
-    (see :func:`epoch_stream`), so a run resumed at epoch k sees exactly the batches an
-    uninterrupted run sees; pass ``steps_per_epoch`` (batches per epoch) to ``model.fit`` too.
+    For training, the result is ONE stream of the batches of epochs ``initial_epoch ..
+    epochs-1`` whose order and augmentation depend only on ``(seed, epoch)`` (see
+    :func:`epoch_stream`), so a run resumed at epoch k sees exactly the batches an uninterrupted
+    run sees; pass ``steps_per_epoch`` (batches per epoch) to ``model.fit`` too.
     """
     if shuffle_buffer is None:
         # A cached split is in memory anyway; a streamed one (cache off) must not be pulled
@@ -59,7 +59,7 @@ def make_dataset(
         ds = ds.cache()
     elif cache:
         ds = ds.cache(str(cache))
-    if training and epochs is not None:
+    if training:
         base = ds
 
         def per_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
@@ -80,15 +80,6 @@ def make_dataset(
 
         epochs_ds = tf.data.Dataset.range(int(initial_epoch), max(int(initial_epoch), int(epochs)))
         return epochs_ds.flat_map(per_epoch).prefetch(AUTOTUNE)
-    if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        if augment is not None:
-            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-            ds = tf.data.Dataset.zip(ds, seeds).map(
-                lambda pair, s: augment(pair[0], pair[1], s),
-                num_parallel_calls=AUTOTUNE,
-                deterministic=True,
-            )
     return (
         _finish(ds, sample_weight_fn, mask_crop, target, input_scale)
         .batch(batch_size)
