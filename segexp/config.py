@@ -80,3 +80,30 @@ def run_name(cfg: DictConfig, overrides: list[str] | ListConfig) -> str:
     if kept:
         return ",".join(kept)
     return f"{cfg.model.name}-{cfg.dataset.name}"
+
+
+# Integer keys every run reads, with their minimum (None: any integer); null allowed where noted.
+INTEGER_KEYS: dict[str, tuple[int | None, bool]] = {
+    "seed": (None, False),
+    "trainer.epochs": (1, False),
+    "trainer.batch_size": (1, False),
+    "trainer.steps_per_epoch": (1, True),
+    "trainer.log_images_every": (1, False),
+    "trainer.num_sample_images": (0, False),
+    "dataset.train_size": (1, True),
+}
+
+
+def check_integers(cfg: DictConfig) -> None:
+    """One-line ``ConfigError`` for a non-integer or out-of-range count (``trainer.epochs=abc``)."""
+    from segexp.errors import ConfigError
+
+    for key, (minimum, nullable) in INTEGER_KEYS.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None and nullable:
+            continue
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok or (minimum is not None and value < minimum):
+            bound = f" >= {minimum}" if minimum is not None else ""
+            allowed = " or null" if nullable else ""
+            raise ConfigError(f"{key}={value!r}: expected an integer{bound}{allowed}")

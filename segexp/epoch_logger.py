@@ -40,6 +40,7 @@ class EpochLogger(keras.callbacks.Callback):
         images_every: int = 1,
         epochs: int = 1,
         batch_size: int = 1,
+        images_per_epoch: int | None = None,
         task: str = "segmentation",
         head: str = "softmax",
         ignore_value: int | None = None,
@@ -51,6 +52,7 @@ class EpochLogger(keras.callbacks.Callback):
         self.sample_images, self.sample_targets = sample_images, sample_targets
         self.images_every, self.epochs = max(1, int(images_every)), int(epochs)
         self.batch_size, self.task, self.head = batch_size, task, head
+        self.images_per_epoch = images_per_epoch
         self.ignore_value = ignore_value
         self.input_scale = float(input_scale)
         self.epoch_train_seconds: list[float] = []
@@ -77,7 +79,10 @@ class EpochLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         end = time.perf_counter()
         self.epoch_train_seconds.append((self._train_end or end) - self._start)
-        self.epoch_images.append(self._batches * self.batch_size)
+        images = self._batches * self.batch_size
+        if self.images_per_epoch:  # the last batch of a pass may be partial
+            images = min(images, self.images_per_epoch)
+        self.epoch_images.append(images)
         self.epoch_seconds.append(end - self._start)
         step = epoch + 1
         if self.before_log is not None and self.before_log(epoch, dict(logs or {})) is False:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from segexp import checkpoint, sweep, tracking
 from segexp.analysis import summarize_history
-from segexp.config import run_name
+from segexp.config import check_integers, run_name
 from segexp.data import load_source
 from segexp.data.pipeline import make_dataset
 from segexp.data.source import DataSource
@@ -103,6 +103,7 @@ def _objective(cfg: DictConfig, summary: dict[str, float]) -> float | None:
 def train(cfg: DictConfig) -> float | None:
     """Run one job described by ``cfg``; returns the configured objective metric."""
     output_dir, overrides = _hydra_context()
+    check_integers(cfg)
     tracking.check_store(str(cfg.tracking.uri))
     resume: checkpoint.Resume | None = None
     if cfg.get("resume"):
@@ -155,7 +156,7 @@ def train(cfg: DictConfig) -> float | None:
         "output_dir": str(output_dir),
         **({"mlflow.parentRunId": parent} if parent else {}),
         **sweep.job_tags(),
-        **OmegaConf.to_container(cfg.tracking.get("tags", {}), resolve=True),
+        **OmegaConf.to_container(cfg.tracking.get("tags") or OmegaConf.create({}), resolve=True),
     }
     if resume is None:
         run = tracking.retry(
@@ -165,7 +166,6 @@ def train(cfg: DictConfig) -> float | None:
             tags=tracking.safe_tags(tags),
         )
         run_id = run.info.run_id
-        checkpoint.write_run_file(output_dir, run_id, cfg)
     else:
         run_id = resume.run_id
         checkpoint.reopen(client, resume, cfg)
@@ -190,6 +190,8 @@ def train(cfg: DictConfig) -> float | None:
         resume=resume,
     )
     with _run_status(client, run_id, output_dir):
+        if resume is None:
+            checkpoint.write_run_file(output_dir, run_id, cfg)
         summary = _fit_and_log(job)
     return _objective(cfg, summary)
 
@@ -249,9 +251,9 @@ def _run_status(client: MlflowClient, run_id: str, output_dir: Path):
     epoch is already on disk). Any other exception, a NaN loss included: FAILED, with the tag
     ``error`` (one line) and the artifact ``error.txt`` (traceback). Secrets are redacted.
     """
-    tracking.retry(mlflow.start_run, run_id=run_id)
     status = "FAILED"
     try:
+        tracking.retry(mlflow.start_run, run_id=run_id)
         with checkpoint.sigterm_as_interrupt():
             yield
         status = "FINISHED"
@@ -440,6 +442,8 @@ def _train_epochs(job: Job) -> tuple[dict[str, list[float]], EpochLogger]:
         batch_size=devices.global_batch_size(
             cfg.trainer, model.distribute_strategy.num_replicas_in_sync
         ),
+        # One pass over the training split per epoch unless steps_per_epoch says otherwise.
+        images_per_epoch=None if cfg.trainer.get("steps_per_epoch") else job.source.sizes["train"],
         task=job.task,
         head=job.head,
         ignore_value=job.source.ignore_value,

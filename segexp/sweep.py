@@ -130,6 +130,7 @@ class MlflowSweepCallback(Callback):
         self.summary = summary
         self._state: dict[str, Any] | None = None
         self._owner_pid: int | None = None
+        self._interrupted = False
 
     # -- main process ------------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -199,6 +200,7 @@ class MlflowSweepCallback(Callback):
             os.environ[env] = str(self._state[key])
         self._owner_pid = os.getpid()
         atexit.register(self._abort_if_open)
+        self._watch_interrupts()
         print(
             f"segexp: sweep {sweep_id}: MLflow parent run {run.info.run_id} in {redact(uri)} "
             f"(experiment {name!r}); state in {sweep_dir / STATE_FILE}",
@@ -254,15 +256,38 @@ class MlflowSweepCallback(Callback):
         for env in _ENV_KEYS.values():
             os.environ.pop(env, None)
 
+    def _watch_interrupts(self) -> None:
+        """Remember Ctrl-C / SIGTERM (then act as before), so an interrupted sweep's parent run
+        ends KILLED rather than FAILED."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(signum)
+
+            def handler(num: int, frame: Any, previous: Any = previous) -> None:
+                if previous is signal.SIG_IGN:
+                    return
+                self._interrupted = True
+                if callable(previous):
+                    previous(num, frame)
+                else:
+                    raise KeyboardInterrupt(f"received {signal.Signals(num).name}")
+
+            signal.signal(signum, handler)
+
     def _abort_if_open(self) -> None:
-        """At exit: a sweep that never reached ``on_multirun_end`` ends its parent as FAILED."""
+        """At exit: a sweep that never reached ``on_multirun_end`` ends its parent as KILLED
+        (interrupted) or FAILED."""
         if self._state is None or os.getpid() != self._owner_pid:
             return
         try:
             client = _client(self._state["tracking_uri"])
             run_id = self._state["parent_run_id"]
             client.set_tag(run_id, "segexp.sweep.aborted", "true")
-            client.set_terminated(run_id, "FAILED")
+            client.set_terminated(run_id, "KILLED" if self._interrupted else "FAILED")
         except Exception:  # noqa: BLE001, S110 - best effort at interpreter exit
             pass
 

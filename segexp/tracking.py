@@ -69,6 +69,10 @@ def _split_userinfo(url: str) -> tuple[str, dict[str, str]]:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), header
 
 
+# Tracking URIs MLflow accepts that are not paths even though they lack "://".
+URI_SCHEMES_WITHOUT_SLASHES = ("databricks", "databricks-uc", "uc")
+
+
 def check_store(uri: str, timeout: float = 5.0) -> None:
     """Fail early, with one line, when the tracking store cannot be used."""
     if uri.startswith(("http://", "https://")):
@@ -89,10 +93,17 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
             ) from None
     elif uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))
-        if not path.parent.exists():
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
-        init_sqlite(uri, path)
-    elif uri.startswith("file:") or "://" not in uri:
+            init_sqlite(uri, path)
+        except TrackingError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a directory, a corrupt file, no permission
+            raise TrackingError(
+                f"tracking.uri={uri}: cannot open the SQLite store ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''})"
+            ) from None
+    elif uri.startswith("file:") or ("://" not in uri and uri not in URI_SCHEMES_WITHOUT_SLASHES):
         raise TrackingError(
             f"tracking.uri={uri}: MLflow 3 needs a database store, e.g. sqlite:///mlflow.db"
         )
@@ -204,13 +215,6 @@ def log_config(
         OmegaConf.to_yaml(OmegaConf.create([redact_text(o) for o in overrides])),
         "overrides.yaml",
     )
-
-
-def make_callback(client: MlflowClient, run_id: str, **kwargs: Any):
-    """A Keras callback that logs every epoch's metrics to the run (see EpochLogger)."""
-    from segexp.epoch_logger import EpochLogger
-
-    return EpochLogger(client, run_id, **kwargs)
 
 
 def log_model(model: Any, meta: dict[str, Any], registered_name: str | None = None) -> str:

@@ -94,3 +94,23 @@ def test_run_name_from_overrides(compose):
     assert run_name(cfg, ["model.batchnorm=true", "seed=2", "tracking.uri=sqlite:///a.db"]) == (
         "model.batchnorm=true,seed=2"
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.epochs=abc", "trainer.epochs='abc': expected an integer >= 1"),
+        ("trainer.epochs=0", "trainer.epochs=0: expected an integer >= 1"),
+        ("trainer.batch_size=2.5", "trainer.batch_size=2.5: expected an integer >= 1"),
+        ("dataset.train_size=0", "dataset.train_size=0: expected an integer >= 1 or null"),
+        ("seed=null", "seed=None: expected an integer"),
+    ],
+)
+def test_bad_counts_are_one_line_config_errors(compose, override, message):
+    from segexp.config import check_integers
+    from segexp.errors import ConfigError
+
+    check_integers(compose())  # the defaults pass
+    with pytest.raises(ConfigError) as err:
+        check_integers(compose([override]))
+    assert str(err.value) == message

@@ -146,15 +146,14 @@ def generate(cfg: DictConfig, image_size: tuple[int, int], channels: int, seed: 
 
 def split_counts(n: int, split: DictConfig | dict) -> dict[str, int]:
     """Turn split fractions into counts that add up to ``n`` (each split gets at least one)."""
-    fractions = {k: float(split[k]) for k in ("train", "val", "test")}
-    total = sum(fractions.values())
-    if total <= 0 or any(v < 0 for v in fractions.values()):
-        raise ConfigError(f"dataset.split={dict(fractions)}: expected non-negative fractions")
-    n_val = max(1, round(n * fractions["val"] / total))
-    n_test = max(1, round(n * fractions["test"] / total))
+    from segexp.data.split import split_fractions
+
+    fractions = split_fractions(split)
+    n_val = max(1, round(n * fractions["val"]))
+    n_test = max(1, round(n * fractions["test"]))
     n_train = n - n_val - n_test
     if n_train < 1:
-        raise ConfigError(f"dataset.split={dict(fractions)} leaves no training images of {n}")
+        raise ConfigError(f"dataset.split={dict(split)} leaves no training images of {n}")
     return {"train": n_train, "val": n_val, "test": n_test}
 
 
