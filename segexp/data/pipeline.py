@@ -79,7 +79,13 @@ def make_dataset(
             )
 
         epochs_ds = tf.data.Dataset.range(int(initial_epoch), max(int(initial_epoch), int(epochs)))
-        return epochs_ds.flat_map(per_epoch).prefetch(AUTOTUNE)
+        stream = epochs_ds.flat_map(per_epoch)
+        size = int(base.cardinality())
+        if size >= 0 or steps_per_epoch is not None:  # tell Keras how many batches there are
+            batches = int(steps_per_epoch) if steps_per_epoch else -(-size // int(batch_size))
+            total = batches * max(0, int(epochs) - int(initial_epoch))
+            stream = stream.apply(tf.data.experimental.assert_cardinality(total))
+        return stream.prefetch(AUTOTUNE)
     return (
         _finish(ds, sample_weight_fn, mask_crop, target, input_scale)
         .batch(batch_size)
