@@ -128,9 +128,7 @@ def generate(cfg: DictConfig, image_size: tuple[int, int], channels: int, seed: 
     """Generate all images and masks as NumPy arrays: ``(images [N,H,W,C], masks [N,H,W,1])``."""
     mode = resolve_mode(cfg)
     if mode not in CLASS_NAMES:
-        raise ConfigError(
-            f"dataset.mode={mode!r}: expected auto or one of {sorted(CLASS_NAMES)}"
-        )
+        raise ConfigError(f"dataset.mode={mode!r}: expected auto or one of {sorted(CLASS_NAMES)}")
     n = int(cfg.num_images)
     if n < 3:
         raise ConfigError(f"dataset.num_images={n}: expected at least 3 (train, val, test)")
