@@ -33,6 +33,18 @@ def to_dict(cfg: Any, where: str = "config") -> dict[str, Any]:
     raise ConfigError(f"{where}: expected a mapping, got {type(cfg).__name__}")
 
 
+def with_defaults(
+    cfg: Mapping[str, Any], defaults: Mapping[str, Any], where: str
+) -> dict[str, Any]:
+    """``defaults`` updated by ``cfg`` (its ``name`` key aside); unknown keys are a ConfigError."""
+    unknown = sorted(set(cfg) - set(defaults) - {"name"})
+    if unknown:
+        from segexp.errors import ConfigError
+
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(defaults)}")
+    return {**defaults, **{k: v for k, v in cfg.items() if k != "name"}}
+
+
 def redact(value: str) -> str:
     """Hide a password in a URI (``scheme://user:***@host``)."""
     return _URI_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", value)

@@ -19,12 +19,11 @@ converted with ``steps_per_epoch``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import keras
 
-from segexp.config import to_dict
+from segexp.config import to_dict, with_defaults
 from segexp.errors import ConfigError
 
 COMMON_DEFAULTS: dict[str, Any] = {
@@ -69,15 +68,6 @@ def _to_dict(cfg: Any) -> dict[str, Any]:
     return to_dict(cfg, "optimizer")
 
 
-def _check_keys(cfg: Mapping, allowed: Mapping, where: str) -> dict[str, Any]:
-    unknown = sorted(set(cfg) - set(allowed) - {"name"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(allowed)}")
-    out = dict(allowed)
-    out.update({k: v for k, v in cfg.items() if k != "name"})
-    return out
-
-
 def _positive(value: Any, where: str, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{where}={value!r}: expected a number")
@@ -99,7 +89,7 @@ def schedule_config(opt_cfg: Any) -> dict[str, Any]:
         raise ConfigError(
             f"optimizer.schedule.name={name!r}: expected one of {sorted(SCHEDULE_DEFAULTS)}"
         )
-    out = _check_keys(sched, SCHEDULE_DEFAULTS[name], f"optimizer.schedule({name})")
+    out = with_defaults(sched, SCHEDULE_DEFAULTS[name], f"optimizer.schedule({name})")
     out["name"] = name
     return out
 
@@ -177,7 +167,7 @@ def build_optimizer(
     name = str(cfg.get("name", "adam")).lower()
     if name not in OPTIMIZER_DEFAULTS:
         raise ConfigError(f"optimizer.name={name!r}: expected one of {sorted(OPTIMIZER_DEFAULTS)}")
-    prm = _check_keys(cfg, {**COMMON_DEFAULTS, **OPTIMIZER_DEFAULTS[name]}, f"optimizer({name})")
+    prm = with_defaults(cfg, {**COMMON_DEFAULTS, **OPTIMIZER_DEFAULTS[name]}, f"optimizer({name})")
     kwargs = {k: prm[k] for k in OPTIMIZER_DEFAULTS[name]}
     for key in ("weight_decay", "clipnorm", "global_clipnorm", "clipvalue"):
         if prm[key] is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
@@ -16,15 +16,6 @@ _FILL_MODES = {"reflect": "REFLECT", "constant": "CONSTANT", "nearest": "NEAREST
 
 def _to_dict(cfg: Any) -> dict[str, Any]:
     return to_dict(cfg, "augmentation")
-
-
-def _params(cfg: Mapping, defaults: dict[str, Any], where: str) -> dict[str, Any]:
-    unknown = sorted(set(cfg) - set(defaults) - {"name"})
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(defaults)}")
-    out = dict(defaults)
-    out.update({k: v for k, v in cfg.items() if k != "name"})
-    return out
 
 
 def _number(value: Any, where: str, *, low: float = 0.0, high: float | None = None) -> float:

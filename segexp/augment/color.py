@@ -13,13 +13,13 @@ from segexp.augment._common import (
     _coin,
     _keep_shape,
     _number,
-    _params,
     _probability,
     _range,
     _split,
     _to_dict,
     _uniform,
 )
+from segexp.config import with_defaults
 
 COLOR_DEFAULTS: dict[str, Any] = {
     "brightness": 0.1,  # additive delta, uniform in [-b, b]
@@ -34,7 +34,7 @@ COLOR_DEFAULTS: dict[str, Any] = {
 def make_color(cfg: Mapping | None = None) -> AugmentFn:
     """Brightness, contrast, gamma and gaussian noise on the image only (mask untouched)."""
     where = "augmentation"
-    prm = _params(_to_dict(cfg), COLOR_DEFAULTS, "augmentation(color)")
+    prm = with_defaults(_to_dict(cfg), COLOR_DEFAULTS, "augmentation(color)")
     brightness = _number(prm["brightness"], f"{where}.brightness")
     contrast = _number(prm["contrast"], f"{where}.contrast", high=1.0)
     gamma = _range(prm["gamma"], f"{where}.gamma", centre=1.0)

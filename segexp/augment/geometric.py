@@ -17,13 +17,13 @@ from segexp.augment._common import (
     _coin,
     _keep_shape,
     _number,
-    _params,
     _probability,
     _range,
     _split,
     _to_dict,
     _uniform,
 )
+from segexp.config import with_defaults
 from segexp.errors import ConfigError
 
 FLIP_DEFAULTS: dict[str, Any] = {"horizontal": True, "vertical": False, "p": 0.5}
@@ -52,7 +52,7 @@ ELASTIC_DEFAULTS: dict[str, Any] = {
 # --------------------------------------------------------------------------------------- flip
 def make_flip(cfg: Mapping | None = None) -> AugmentFn:
     """Random horizontal / vertical flips, each with probability ``p``."""
-    prm = _params(_to_dict(cfg), FLIP_DEFAULTS, "augmentation(flip)")
+    prm = with_defaults(_to_dict(cfg), FLIP_DEFAULTS, "augmentation(flip)")
     p = _probability(prm["p"], "augmentation.p")
     horizontal, vertical = bool(prm["horizontal"]), bool(prm["vertical"])
 
@@ -135,7 +135,7 @@ def apply_transform(
 def make_affine(cfg: Mapping | None = None) -> AugmentFn:
     """Random rotation / shift / zoom / shear (/ flips) with ImageDataGenerator-style ranges."""
     where = "augmentation"
-    prm = _params(_to_dict(cfg), AFFINE_DEFAULTS, "augmentation(affine)")
+    prm = with_defaults(_to_dict(cfg), AFFINE_DEFAULTS, "augmentation(affine)")
     rot = math.radians(_number(prm["rotation_range"], f"{where}.rotation_range"))
     shear = math.radians(_number(prm["shear_range"], f"{where}.shear_range", high=80.0))
     wshift = _number(prm["width_shift_range"], f"{where}.width_shift_range")
@@ -258,7 +258,7 @@ def remap(
 def make_elastic(cfg: Mapping | None = None) -> AugmentFn:
     """U-Net paper elastic deformation: coarse-grid random displacements, smooth per pixel."""
     where = "augmentation"
-    prm = _params(_to_dict(cfg), ELASTIC_DEFAULTS, "augmentation(elastic)")
+    prm = with_defaults(_to_dict(cfg), ELASTIC_DEFAULTS, "augmentation(elastic)")
     grid_cfg = prm["grid_size"]
     grid = tuple(grid_cfg) if isinstance(grid_cfg, list | tuple) else (grid_cfg, grid_cfg)
     if len(grid) != 2 or not all(isinstance(g, int) and g >= 2 for g in grid):

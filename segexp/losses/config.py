@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from segexp.config import to_dict
+from segexp.config import to_dict, with_defaults
 from segexp.errors import ConfigError
 
 KINDS = ("bce", "cce", "dice", "bce_dice", "ce_dice", "focal", "unet_weighted", "mse")
@@ -55,10 +55,4 @@ def _loss_params(loss_cfg: Any) -> tuple[str, dict[str, Any]]:
     name = str(cfg.get("name", "auto")).lower()
     if name not in LOSS_DEFAULTS:
         raise ConfigError(f"loss.name={name!r}: expected one of {sorted(LOSS_DEFAULTS)}")
-    defaults = LOSS_DEFAULTS[name]
-    unknown = sorted(set(cfg) - set(defaults) - {"name"})
-    if unknown:
-        raise ConfigError(f"loss({name}): unknown key(s) {unknown}; expected {sorted(defaults)}")
-    params = dict(defaults)
-    params.update({k: v for k, v in cfg.items() if k != "name"})
-    return name, params
+    return name, with_defaults(cfg, LOSS_DEFAULTS[name], f"loss({name})")
