@@ -9,6 +9,7 @@ import tensorflow as tf
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHUFFLE_BUFFER = 4096
 STREAMED_SHUFFLE_BUFFER = 256
+ZERO_GLOBAL_SEED_STANDIN = 2**31 - 2
 
 
 def center_crop_mask(mask: tf.Tensor, crop: tuple[int, int]) -> tf.Tensor:
@@ -119,6 +120,11 @@ def epoch_stream(
 
     def one_pass(p: tf.Tensor) -> tf.data.Dataset:
         pass_seed = tf.math.floormod(keys[0] + 7919 * tf.cast(p, tf.int64), 2**31 - 1)
+        # TensorFlow checks the (global, op) seed pair against (0, 0) in Python, which fails
+        # for a tensor op seed when the global seed is 0 (`seed=0`): use a stand-in there.
+        graph = tf.compat.v1.get_default_graph()
+        if graph.seed == 0:
+            graph.seed = ZERO_GLOBAL_SEED_STANDIN
         return base.shuffle(shuffle_buffer, seed=pass_seed, reshuffle_each_iteration=False)
 
     if steps_per_epoch is None:
