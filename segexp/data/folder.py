@@ -111,6 +111,23 @@ def _key_fn(pattern: str | None, what: str) -> Callable[[Path], str | None]:
     return key
 
 
+def _index_by_key(
+    paths: Sequence[Path], key: Callable[[Path], str | None], what: str
+) -> tuple[dict[str, Path], list[Path]]:
+    """Paths by pairing key, and the paths that yield no key; a repeated key is an error."""
+    by_key: dict[str, Path] = {}
+    keyless: list[Path] = []
+    for p in paths:
+        k = key(p)
+        if k is None:
+            keyless.append(p)
+        elif k in by_key:
+            raise DataError(f"{what} {by_key[k]} and {p} have the same pairing key {k!r}")
+        else:
+            by_key[k] = p
+    return by_key, keyless
+
+
 def pair_files(
     images: Sequence[Path],
     masks: Sequence[Path],
@@ -121,26 +138,8 @@ def pair_files(
     """Pair images with masks by key. Returns ``(pairs, images_without_masks,
     masks_without_images)``; pairs are ``(key, image, mask)`` sorted by key."""
     ikey, mkey = _key_fn(image_pattern, "image_pattern"), _key_fn(mask_pattern, "mask_pattern")
-    by_image: dict[str, Path] = {}
-    lonely_images: list[Path] = []
-    for p in images:
-        k = ikey(p)
-        if k is None:
-            lonely_images.append(p)
-        elif k in by_image:
-            raise DataError(f"images {by_image[k]} and {p} have the same pairing key {k!r}")
-        else:
-            by_image[k] = p
-    by_mask: dict[str, Path] = {}
-    lonely_masks: list[Path] = []
-    for p in masks:
-        k = mkey(p)
-        if k is None:
-            lonely_masks.append(p)
-        elif k in by_mask:
-            raise DataError(f"masks {by_mask[k]} and {p} have the same pairing key {k!r}")
-        else:
-            by_mask[k] = p
+    by_image, lonely_images = _index_by_key(images, ikey, "images")
+    by_mask, lonely_masks = _index_by_key(masks, mkey, "masks")
     pairs = [(k, by_image[k], by_mask[k]) for k in sorted(set(by_image) & set(by_mask))]
     lonely_images += [by_image[k] for k in sorted(set(by_image) - set(by_mask))]
     lonely_masks += [by_mask[k] for k in sorted(set(by_mask) - set(by_image))]
