@@ -468,9 +468,10 @@ class Bench:
         import numpy as np
 
         from segexp import devices
+        from segexp.config import input_spec
         from segexp.data import load_source
-        from segexp.models import build_model
-        from segexp.runner import head_of, input_spec, mask_crop
+        from segexp.models import build_model, output_crop
+        from segexp.runner import head_of
 
         self.cfg, self.workdir = cfg, workdir
         self.bcfg = cfg.bench
@@ -485,7 +486,7 @@ class Bench:
         with self.options.scope():
             model = build_model(cfg.model, self.shape, self.source.num_classes)
         self.head = head_of(model, self.task)
-        self.crop = mask_crop(model)
+        self.crop = output_crop(model)
         self.initial_weights = model.get_weights()
         self.flops = model_flops(model)
         self.params = int(model.count_params())

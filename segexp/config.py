@@ -20,6 +20,15 @@ _URI_USERINFO = re.compile(
 RUN_NAME_EXCLUDED_PREFIXES = ("tracking.", "hydra.", "resume", "trainer.verbose")
 
 
+def input_spec(cfg: DictConfig) -> tuple[int, int, int]:
+    """The model's input shape: the preset's fixed ``input_shape`` or the dataset's size."""
+    if cfg.model.get("input_shape"):
+        h, w, c = (int(v) for v in cfg.model.input_shape)
+        return h, w, c
+    h, w = (int(v) for v in cfg.dataset.image_size)
+    return h, w, int(cfg.dataset.get("channels", 3))
+
+
 def to_dict(cfg: Any, where: str = "config") -> dict[str, Any]:
     """A config section (DictConfig, mapping or None) as a plain, resolved dict."""
     if cfg is None:

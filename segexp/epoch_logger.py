@@ -12,6 +12,7 @@ import numpy as np
 from mlflow import MlflowClient
 
 from segexp import tracking
+from segexp.metrics import predictions_to_labels
 from segexp.plots import prediction_panel
 
 
@@ -130,12 +131,7 @@ class EpochLogger(keras.callbacks.Callback):
         """Input | truth | prediction for the fixed validation samples."""
         probs = self.model.predict_on_batch(self.sample_images * self.input_scale)
         probs = np.asarray(probs)
-        if self.task == "reconstruction":
-            preds = probs
-        elif probs.shape[-1] == 1:
-            preds = (probs[..., 0] > 0.5).astype(np.int32)
-        else:
-            preds = probs.argmax(-1)
+        preds = probs if self.task == "reconstruction" else predictions_to_labels(probs, self.head)
         return prediction_panel(
             self.sample_images,
             self.sample_targets,

@@ -23,6 +23,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import segexp
+from segexp.config import input_spec
 from segexp.errors import SegexpError
 
 CONF_DIR = str(Path(segexp.__file__).resolve().parents[1] / "conf")
@@ -141,13 +142,9 @@ def render_preview(
 
 
 def input_geometry(cfg: DictConfig) -> tuple[tuple[int, int], int]:
-    """``(image_size, channels)`` as training uses them: ``model.input_shape`` when set,
-    else ``dataset.image_size`` / ``dataset.channels``."""
-    shape = OmegaConf.select(cfg, "model.input_shape")
-    if shape:
-        return (int(shape[0]), int(shape[1])), int(shape[2])
-    size = OmegaConf.select(cfg, "dataset.image_size", default=[128, 128])
-    return (int(size[0]), int(size[1])), int(OmegaConf.select(cfg, "dataset.channels", default=3))
+    """``(image_size, channels)`` as training uses them (:func:`segexp.config.input_spec`)."""
+    h, w, c = input_spec(cfg)
+    return (h, w), c
 
 
 def build_preview_augment(cfg: DictConfig) -> Callable | None:

@@ -20,11 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from segexp import checkpoint, sweep, tracking
 from segexp.analysis import summarize_history
-from segexp.config import check_integers, run_name
+from segexp.config import check_integers, input_spec, run_name
 from segexp.data import load_source
 from segexp.data.pipeline import make_dataset
 from segexp.data.source import DataSource
 from segexp.epoch_logger import EpochLogger
+from segexp.models import model_summary, output_crop
 from segexp.plots import learning_curves
 
 
@@ -56,15 +57,6 @@ def _hydra_context() -> tuple[Path, list[str]]:
     return Path.cwd(), []
 
 
-def input_spec(cfg: DictConfig) -> tuple[int, int, int]:
-    """The model's input shape: the preset's fixed ``input_shape`` or the dataset's size."""
-    if cfg.model.get("input_shape"):
-        h, w, c = (int(v) for v in cfg.model.input_shape)
-        return h, w, c
-    h, w = (int(v) for v in cfg.dataset.image_size)
-    return h, w, int(cfg.dataset.get("channels", 3))
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     keras.utils.set_random_seed(seed)
     if deterministic:
@@ -75,18 +67,6 @@ def head_of(model: keras.Model, task: str) -> str:
     if task == "reconstruction":
         return "linear"
     return "sigmoid" if model.output_shape[-1] == 1 else "softmax"
-
-
-def mask_crop(model: keras.Model) -> tuple[int, int]:
-    """Pixels to crop from each side of a mask so it matches a valid-padding output."""
-    (h, w), (oh, ow) = model.input_shape[1:3], model.output_shape[1:3]
-    return (h - oh) // 2, (w - ow) // 2
-
-
-def _summary_text(model: keras.Model) -> str:
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=110)
-    return "\n".join(lines)
 
 
 def _take(ds: tf.data.Dataset, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +116,7 @@ def train(cfg: DictConfig) -> float | None:
         head = head_of(model, task)
         model.compile(**compile_args(cfg, head, source, task, steps, epochs))
 
-    crop = mask_crop(model)
+    crop = output_crop(model)
     data = build_datasets(
         cfg, source, model, batch_size=batch_size, epochs=epochs, initial_epoch=start_epoch
     )
@@ -232,7 +212,7 @@ def build_datasets(
             cache=cfg.dataset.get("cache", True),
             shuffle_buffer=cfg.dataset.get("shuffle_buffer"),
             input_scale=input_range(cfg.model),
-            mask_crop=mask_crop(model),
+            mask_crop=output_crop(model),
             target="image" if task == "reconstruction" else "mask",
             epochs=epochs,
             initial_epoch=initial_epoch,
@@ -406,7 +386,7 @@ def _log_setup(job: Job, trainable: int) -> None:
     total = int(job.model.count_params())
     tracking.log_params(client, run_id, cfg)
     tracking.log_config(client, run_id, cfg, job.overrides)
-    tracking.retry(client.log_text, run_id, _summary_text(job.model), "model_summary.txt")
+    tracking.retry(client.log_text, run_id, model_summary(job.model), "model_summary.txt")
     tracking.log_metrics(client, run_id, {"num_params": trainable, "num_params_total": total})
     _log_lineage(client, run_id, job.source)
     _log_preview(cfg, job.source, job.output_dir)

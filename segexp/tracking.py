@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from omegaconf import DictConfig, OmegaConf
@@ -218,16 +217,19 @@ def log_config(
 
 
 def log_model(model: Any, meta: dict[str, Any], registered_name: str | None = None) -> str:
-    """Log the model in the Keras flavor (inference graph only) and optionally register it."""
+    """Log the model in the Keras flavor (inference graph only, with ``meta`` for
+    `segexp-predict`, see :func:`segexp.predict.log_model`) and optionally register it."""
     import keras
+
+    from segexp.predict import log_model as log_with_meta
 
     inference = keras.Model(model.inputs, model.outputs, name=model.name)
     requirements = [f"tensorflow=={_version('tensorflow')}", f"keras=={keras.__version__}"]
-    info = mlflow.keras.log_model(
+    info = log_with_meta(
         inference,
+        meta,
         name="model",
         pip_requirements=requirements,
-        metadata={"segexp": meta},
         registered_model_name=registered_name,
     )
     return info.model_uri
