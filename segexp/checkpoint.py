@@ -4,8 +4,9 @@ Layout, in the run's output directory::
 
     checkpoints/resume/run.json          run id, tracking URI (password hidden), pid, host
     checkpoints/resume/config.yaml       the resolved config of the run (read back on resume)
-    checkpoints/resume/state.json        last completed epoch, its weights file, the per-epoch
-                                         history, timing and callback counters
+    checkpoints/resume/state.json        last completed epoch, its weights file, the dropout
+                                         seed generators' states, the per-epoch history,
+                                         timing and callback counters
     checkpoints/resume/epoch-NNNNN.weights.h5   model weights + optimizer state (iterations,
                                          learning rate, moments) after epoch NNNNN
 
@@ -80,6 +81,14 @@ def _read_json(path: Path) -> dict[str, Any]:
             return json.load(fh)
     except (OSError, ValueError) as err:
         raise ConfigError(f"resume: {path} is unreadable ({err}); start a new run") from None
+
+
+def saved_history(output_dir: Path | str) -> dict[str, list[float]]:
+    """The per-epoch history in a run's resume checkpoint (empty when there is none)."""
+    path = resume_dir(output_dir) / STATE_FILE
+    if not path.is_file():
+        return {}
+    return dict(_read_json(path).get("history") or {})
 
 
 def write_run_file(output_dir: Path | str, run_id: str, cfg: DictConfig) -> None:
@@ -258,8 +267,21 @@ def reopen(client: Any, resume: Resume, cfg: DictConfig) -> None:
     )
 
 
+def _rng_variables(model: keras.Model) -> list[Any]:
+    """The model's random-number state (the seed generators of dropout and noise layers): its
+    variables that are not weights, which ``save_weights`` leaves out."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def rng_state(model: keras.Model) -> list[list[int]]:
+    """The seed generators' states, in model order, for ``state.json``."""
+    return [np.asarray(v.numpy()).tolist() for v in _rng_variables(model)]
+
+
 def load_weights(model: keras.Model, resume: Resume) -> None:
-    """Restore model weights and optimizer state (iterations, learning rate, moments)."""
+    """Restore model weights, optimizer state (iterations, learning rate, moments) and the seed
+    generators' states, so dropout draws the masks an uninterrupted run would."""
     if not resume.state or not resume.state.get("weights"):
         return
     path = resume_dir(resume.output_dir) / resume.state["weights"]
@@ -272,6 +294,11 @@ def load_weights(model: keras.Model, resume: Resume) -> None:
             f"resume={resume.output_dir}: cannot load {path} ({type(err).__name__}: {err}); "
             "the checkpoint does not match the model of this config"
         ) from None
+    saved = resume.state.get("rng_state")
+    variables = _rng_variables(model)
+    if saved is not None and len(saved) == len(variables):
+        for var, value in zip(variables, saved, strict=True):
+            var.assign(np.asarray(value, dtype=var.dtype))
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):
@@ -386,6 +413,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             "run_id": self.run_id,
             "epoch": self.epoch,
             "weights": name,
+            "rng_state": rng_state(self.model),
             "history": self.history,
             "logger": self.logger.state() if self.logger is not None else {},
             "callbacks": self.callback_state(),

@@ -227,9 +227,10 @@ def _run_status(client: MlflowClient, run_id: str, output_dir: Path):
     """Run the job inside the (re)opened MLflow run and end it with an honest status.
 
     Success: FINISHED. Ctrl-C or SIGTERM (turned into KeyboardInterrupt): KILLED, with the tags
-    ``segexp.status_reason`` and ``segexp.resume_checkpoint`` (the checkpoint of the last completed
-    epoch is already on disk). Any other exception, a NaN loss included: FAILED, with the tag
-    ``error`` (one line) and the artifact ``error.txt`` (traceback). Secrets are redacted.
+    ``segexp.status_reason`` and ``segexp.resume_checkpoint`` (the checkpoint of the last
+    completed epoch is already on disk, and every epoch it holds is logged to the run first).
+    Any other exception, a NaN loss included: FAILED, with the tag ``error`` (one line) and the
+    artifact ``error.txt`` (traceback). Secrets are redacted.
     """
     status = "FAILED"
     try:
@@ -240,6 +241,11 @@ def _run_status(client: MlflowClient, run_id: str, output_dir: Path):
     except KeyboardInterrupt as err:
         status = "KILLED"
         folder = checkpoint.resume_dir(output_dir)
+        with contextlib.suppress(Exception):
+            # The signal may land between an epoch's checkpoint and its logging: every epoch
+            # the checkpoint holds is in the run before it is marked KILLED.
+            history = checkpoint.saved_history(output_dir)
+            tracking.log_missing_epochs(client, run_id, history)
         with contextlib.suppress(Exception):
             tracking.log_tags(
                 client,

@@ -156,3 +156,50 @@ def test_early_stopping_best_weights_survive_a_restart(tmp_path):
     assert fresh.best == 0.25 and fresh.wait == 1
     for got, want in zip(fresh.best_weights, best, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_deterministic_resume_with_dropout_matches_an_uninterrupted_run(
+    tmp_path, compose, monkeypatch
+):
+    """Dropout's seed generators are part of the checkpoint: after an interrupt at epoch 2 the
+    resumed run draws the masks the uninterrupted run drew, so every epoch's metrics agree."""
+    import segexp.epoch_logger as epoch_logger
+    from segexp.runner import train
+
+    settings = [
+        *TINY,
+        "trainer.epochs=4",
+        "trainer.deterministic=true",
+        "model.dropout=0.5",
+        "tracking.log_model=false",
+        "trainer.evaluate_test=false",
+    ]
+    (tmp_path / "ref").mkdir()
+    monkeypatch.chdir(tmp_path / "ref")
+    ref_uri = f"sqlite:///{tmp_path}/ref.db"
+    train(compose([*settings, f"tracking.uri={ref_uri}"]))
+
+    real = epoch_logger.tracking.log_metrics
+
+    def interrupted(client, run_id, metrics, step=None):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real(client, run_id, metrics, step=step)
+
+    uri, out = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    with monkeypatch.context() as patch:
+        patch.setattr(epoch_logger.tracking, "log_metrics", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train(compose([*settings, f"tracking.uri={uri}"]))
+    state = json.loads((out / "checkpoints/resume/state.json").read_text())
+    assert state["epoch"] == 2 and len(state["rng_state"]) == 3  # one per Dropout layer
+    train(compose([*settings, f"tracking.uri={uri}", f"resume={out}"]))
+
+    client, run = only_run(uri)
+    ref_client, ref = only_run(ref_uri)
+    assert run.info.status == "FINISHED"
+    for key in ("loss", "val_loss", "val_accuracy"):
+        assert steps_of(client, run.info.run_id, key) == [1, 2, 3, 4], key
+        assert history(client, run.info.run_id, key) == history(ref_client, ref.info.run_id, key)

@@ -100,3 +100,30 @@ def test_sigterm_saves_a_checkpoint_and_marks_the_run_killed(tmp_path):
     assert state["run_id"] == run.info.run_id and state["epoch"] >= 1
     assert (folder / state["weights"]).is_file()
     assert steps_of(client, run.info.run_id, "loss") == list(range(1, state["epoch"] + 1))
+
+
+def test_an_interrupt_between_checkpoint_and_logging_still_logs_the_epoch(
+    tmp_path, compose, monkeypatch
+):
+    """Ctrl-C after epoch 2's checkpoint but before it is logged: the KILLED run holds epoch 2."""
+    import segexp.epoch_logger as epoch_logger
+    from segexp.runner import train
+
+    real = epoch_logger.tracking.log_metrics
+
+    def interrupted(client, run_id, metrics, step=None):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real(client, run_id, metrics, step=step)
+
+    monkeypatch.setattr(epoch_logger.tracking, "log_metrics", interrupted)
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(compose, uri, "trainer.epochs=3"))
+    client, run = only_run(uri)
+    assert run.info.status == "KILLED"
+    state = json.loads(Path(run.data.tags["segexp.resume_checkpoint"], "state.json").read_text())
+    assert state["epoch"] == 2
+    for key in ("loss", "val_loss", "lr"):
+        assert steps_of(client, run.info.run_id, key) == [1, 2], key
