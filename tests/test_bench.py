@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from segexp import bench
+from segexp.bench import cli, measure, python_baseline
 
 TINY_BENCH = [
     "dataset.image_size=[32,32]",
@@ -53,7 +53,7 @@ def test_model_flops_is_exact_for_conv_transpose_and_dense():
     conv = 2 * 8 * 8 * 4 * 3 * 3 * 3
     transpose = 2 * 8 * 8 * 4 * 2 * 2 * 2
     dense = 2 * 16 * 16 * 2 * 5
-    assert bench.model_flops(model) == conv + transpose + dense
+    assert measure.model_flops(model) == conv + transpose + dense
 
 
 @pytest.mark.parametrize("kind", ["affine", "elastic", "flip"])
@@ -68,7 +68,7 @@ def test_python_augment_keeps_shapes_dtypes_and_labels(kind):
     rng = np.random.default_rng(0)
     image = rng.uniform(0, 1, (24, 20, 3)).astype(np.float32)
     mask = rng.integers(0, 3, (24, 20, 1)).astype(np.int32)
-    out_img, out_mask = bench.python_augment(kind, prm, image, mask, rng)
+    out_img, out_mask = python_baseline.python_augment(kind, prm, image, mask, rng)
     assert out_img.shape == image.shape and out_mask.shape == mask.shape
     assert out_img.dtype == np.float32 and out_mask.dtype == np.int32
     assert set(np.unique(out_mask)) <= {0, 1, 2}
@@ -81,17 +81,19 @@ def test_python_affine_with_zero_ranges_is_identity():
     rng = np.random.default_rng(1)
     image = rng.uniform(0, 1, (16, 16, 1)).astype(np.float32)
     mask = rng.integers(0, 2, (16, 16, 1)).astype(np.int32)
-    out_img, out_mask = bench.python_augment("affine", dict(AFFINE_DEFAULTS), image, mask, rng)
+    out_img, out_mask = python_baseline.python_augment(
+        "affine", dict(AFFINE_DEFAULTS), image, mask, rng
+    )
     np.testing.assert_allclose(out_img, image, atol=1e-5)
     np.testing.assert_array_equal(out_mask, mask)
 
 
 def test_peaks_and_memory_readings_are_positive():
-    peaks = bench.measure_peaks(64, (2, 16, 16, 4), repeats=2)
+    peaks = measure.measure_peaks(64, (2, 16, 16, 4), repeats=2)
     assert all(math.isfinite(v) and v > 0 for v in peaks.values())
-    assert bench.peak_rss_mb() > 0 and bench.rss_mb() > 0
-    bench.reset_peak_rss()
-    assert bench.peak_rss_mb() >= bench.rss_mb() * 0.5
+    assert measure.peak_rss_mb() > 0 and measure.rss_mb() > 0
+    measure.reset_peak_rss()
+    assert measure.peak_rss_mb() >= measure.rss_mb() * 0.5
 
 
 def _check_report(report: dict, text: str, scenarios: list[str]) -> None:
@@ -135,7 +137,7 @@ def test_bench_tiny_run_writes_the_table(compose, tmp_path):
         ],
         config_name="bench",
     )
-    report = bench.run_bench(cfg, command="segexp-bench (test)")
+    report = cli.run_bench(cfg, command="segexp-bench (test)")
     text = out.read_text()
     assert text.startswith("# segexp-bench")
     assert "segexp-bench (test)" in text
@@ -150,7 +152,7 @@ def test_bench_full_tiny_run_with_augmentations_and_memory(compose, tmp_path):
         [*TINY_BENCH, "bench.augmentations=[affine,elastic]", f"bench.output={out}"],
         config_name="bench",
     )
-    report = bench.run_bench(cfg)
+    report = cli.run_bench(cfg)
     text = out.read_text()
     _check_report(report, text, ["affine", "elastic"])
     memory = _table(text, "| data set |")

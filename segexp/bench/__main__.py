@@ -1,0 +1,5 @@
+"""``python -m segexp.bench``."""
+
+from segexp.bench.cli import main
+
+main()

@@ -1,0 +1,145 @@
+"""Variant (c): Keras 2 ``ImageDataGenerator``-style augmentation in Python on NumPy arrays
+(SciPy per channel, one worker), the articles' input pipeline."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from segexp.errors import ConfigError
+
+
+def _affine_matrix(rng: Any, prm: dict, h: int, w: int) -> Any:
+    """Keras 2 ``ImageDataGenerator.get_random_transform`` + ``apply_affine_transform`` matrix
+    (output -> input, in (row, col) coordinates, about the image centre)."""
+    import numpy as np
+
+    theta = np.deg2rad(rng.uniform(-prm["rotation_range"], prm["rotation_range"]))
+    ws, hs = float(prm["width_shift_range"]), float(prm["height_shift_range"])
+    tx = rng.uniform(-hs, hs) * (h if hs < 1 else 1)
+    ty = rng.uniform(-ws, ws) * (w if ws < 1 else 1)
+    shear = np.deg2rad(rng.uniform(-prm["shear_range"], prm["shear_range"]))
+    z = prm["zoom_range"]
+    lo, hi = (1 - z, 1 + z) if not isinstance(z, list | tuple) else z
+    zx, zy = (1.0, 1.0) if lo == hi == 1 else rng.uniform(lo, hi, 2)
+    m = np.eye(3)
+    if theta:
+        m = m @ np.array(
+            [[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]]
+        )
+    if tx or ty:
+        m = m @ np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]])
+    if shear:
+        m = m @ np.array([[1, -np.sin(shear), 0], [0, np.cos(shear), 0], [0, 0, 1]])
+    if zx != 1 or zy != 1:
+        m = m @ np.array([[zx, 0, 0], [0, zy, 0], [0, 0, 1]])
+    ox, oy = h / 2 + 0.5, w / 2 + 0.5
+    offset = np.array([[1, 0, ox], [0, 1, oy], [0, 0, 1]])
+    reset = np.array([[1, 0, -ox], [0, 1, -oy], [0, 0, 1]])
+    return offset @ m @ reset
+
+
+def python_augment(kind: str, prm: dict, image: Any, mask: Any, rng: Any) -> tuple[Any, Any]:
+    """One sample, ImageDataGenerator-style: SciPy per channel, image order 1, mask order 0."""
+    import numpy as np
+    from scipy import ndimage
+
+    h, w = image.shape[:2]
+    if kind == "affine":
+        mode = {"reflect": "reflect", "constant": "constant", "nearest": "nearest"}.get(
+            str(prm["fill_mode"]), "wrap"
+        )
+        t = _affine_matrix(rng, prm, h, w)
+        mat, off = t[:2, :2], t[:2, 2]
+        image = np.stack(
+            [
+                ndimage.affine_transform(
+                    image[..., c], mat, off, order=1, mode=mode, cval=float(prm["fill_value"])
+                )
+                for c in range(image.shape[-1])
+            ],
+            axis=-1,
+        )
+        mask = np.stack(
+            [
+                ndimage.affine_transform(
+                    mask[..., c], mat, off, order=0, mode=mode, cval=prm["mask_fill_value"]
+                )
+                for c in range(mask.shape[-1])
+            ],
+            axis=-1,
+        )
+        if prm["horizontal_flip"] and rng.uniform() < 0.5:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        if prm["vertical_flip"] and rng.uniform() < 0.5:
+            image, mask = image[::-1], mask[::-1]
+        return image, mask
+    if kind == "elastic":
+        g = prm["grid_size"]
+        gh, gw = (g, g) if isinstance(g, int) else tuple(g)
+        coarse = rng.normal(0.0, float(prm["sigma"]), (2, gh, gw))
+        order = 3 if str(prm["interpolation"]) == "bicubic" else 1
+        # corner-aligned upsampling of the coarse grid to exactly (h, w) (grid_mode=False)
+        dy, dx = (ndimage.zoom(c, (h / gh, w / gw), order=order) for c in coarse)
+        rr, cc = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        coords = np.stack([rr + dy, cc + dx])
+        image = np.stack(
+            [
+                ndimage.map_coordinates(image[..., c], coords, order=1, mode="mirror")
+                for c in range(image.shape[-1])
+            ],
+            axis=-1,
+        )
+        mask = np.stack(
+            [
+                ndimage.map_coordinates(mask[..., c], coords, order=0, mode="mirror")
+                for c in range(mask.shape[-1])
+            ],
+            axis=-1,
+        )
+        return image, mask
+    if kind == "flip":
+        if prm["horizontal"] and rng.uniform() < prm["p"]:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        if prm["vertical"] and rng.uniform() < prm["p"]:
+            image, mask = image[::-1], mask[::-1]
+        return image, mask
+    raise ConfigError(f"bench: no Python baseline for augmentation {kind!r}")
+
+
+def python_dataset(
+    x: Any, y: Any, batch_size: int, kind: str, prm: dict, seed: int, crop: tuple, target: str
+):
+    """A ``keras.utils.PyDataset`` (Keras 2 ``Sequence``-like) doing the augmentation in Python."""
+    import keras
+    import numpy as np
+
+    class NumpyAugmentIterator(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False, max_queue_size=10)
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(x))
+
+        def __len__(self) -> int:
+            return math.ceil(len(x) / batch_size)
+
+        def __getitem__(self, i: int) -> tuple[Any, Any]:
+            idx = self.order[i * batch_size : (i + 1) * batch_size]
+            images, masks = [], []
+            for j in idx:
+                im, m = python_augment(kind, prm, x[j], y[j], self.rng)
+                images.append(im)
+                masks.append(m)
+            bx = np.stack(images).astype(np.float32)
+            if target == "image":
+                return bx, bx
+            by = np.stack(masks)
+            ch, cw = crop
+            if ch or cw:
+                by = by[:, ch : by.shape[1] - ch, cw : by.shape[2] - cw]
+            return bx, by
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(len(x))
+
+    return NumpyAugmentIterator()

@@ -1,0 +1,108 @@
+"""The benchmark's targets and its Markdown table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from segexp.bench.variants import Result
+
+
+def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
+    """The performance targets as (target, measured, met) for variant (a)'s rows."""
+    found = []
+    for row in rows:
+        r: Result = row["result"]
+        if not r.variant.startswith("a"):
+            continue
+        if r.scenario == "none" and row.get("a_b") is not None:
+            found.append(
+                ("(a)/(b) without augmentation >= 0.97", f"{row['a_b']:.3f}", row["a_b"] >= 0.97)
+            )
+        if row.get("a_c") is not None:
+            found.append(
+                (f"(a)/(c) with {r.scenario} >= 2", f"{row['a_c']:.2f}", row["a_c"] >= 2.0)
+            )
+        if r.scenario == "none":
+            found.append(
+                (
+                    "MLflow logging share of epoch time < 2% (no augmentation)",
+                    f"{r.logging_share:.2%}",
+                    r.logging_share < 0.02,
+                )
+            )
+    return found
+
+
+def _fmt(value: float | None, spec: str = ".1f", scale: float = 1.0) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return format(value * scale, spec)
+
+
+def render(report: dict[str, Any]) -> str:
+    """The Markdown report: machine, model, throughput, targets, memory."""
+    m, model = report["machine"], report["model"]
+    lines = [
+        "# segexp-bench",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, GPUs: {m['gpus']}; "
+        f"{m['versions']}. Load average at start {m['load']}, at end {report['load_end']}.",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Model {model['name']}: input {model['input']}, {model['params']:,} parameters, "
+        f"batch {report['batch_size']}, {report['steps']} steps ({report['images']} images) per "
+        f"epoch, {report['warmup']} warm-up + {report['epochs']} timed epochs per variant "
+        f"(median epoch), precision {report['precision']}, jit_compile {report['jit']}, "
+        f"distribute {report['distribute']}, validation {report['validation']}.",
+        "",
+        "| model | forward GFLOP/image | training GFLOP/image (3x) | matmul peak GFLOP/s "
+        "| conv peak GFLOP/s |",
+        "|---|---:|---:|---:|---:|",
+        f"| {model['name']} | {model['flops'] / 1e9:.4f} | {3 * model['flops'] / 1e9:.4f} "
+        f"| {report['peaks']['matmul_flops_per_sec'] / 1e9:.1f} "
+        f"| {report['peaks']['conv_flops_per_sec'] / 1e9:.1f} |",
+        "",
+        "| augmentation | variant | images/s | (a)/(b) | (a)/(c) | epoch s | validation s "
+        "| peak RSS MiB | MLflow logging share | other callbacks share | achieved GFLOP/s "
+        "| % of conv peak | final loss | input pipeline alone images/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    conv_peak = report["peaks"]["conv_flops_per_sec"]
+    for row in report["rows"]:
+        r: Result = row["result"]
+        achieved = 3 * model["flops"] * r.images_per_sec
+        lines.append(
+            f"| {r.scenario} | {r.variant} | {r.images_per_sec:.1f} "
+            f"| {_fmt(row.get('a_b'), '.3f')} "
+            f"| {_fmt(row.get('a_c'), '.2f')} | {r.epoch_seconds:.3f} | {r.val_seconds:.3f} "
+            f"| {r.peak_rss_mb:.0f} | {_fmt(r.logging_share, '.2%')} "
+            f"| {_fmt(r.callbacks_share, '.2%')} | {achieved / 1e9:.2f} "
+            f"| {_fmt(achieved / conv_peak, '.1%')} | {r.final_loss:.4f} "
+            f"| {_fmt(r.pipeline_images_per_sec, '.0f')} |"
+        )
+    lines += ["", "| target | measured | met |", "|---|---:|---|"]
+    for name, value, ok in report["targets"]:
+        lines.append(f"| {name} | {value} | {'yes' if ok else 'no'} |")
+    if report.get("memory"):
+        lines += [
+            "",
+            f"Memory: {report['memory_note']}",
+            "",
+            "| data set | images | data MiB (float32 images + int32 masks) | baseline RSS MiB "
+            "| peak RSS MiB | peak - baseline MiB | load s | epoch pass s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in report["memory"]:
+            if "error" in row:
+                lines.append(f"| {row['kind']} | error: {row['error']} | | | | | | |")
+                continue
+            lines.append(
+                f"| {row['kind'].replace('_', ' ')} | {row['images']} | {row['data_mb']:.1f} "
+                f"| {row['baseline_mb']:.0f} | {row['peak_mb']:.0f} "
+                f"| {row['peak_mb'] - row['baseline_mb']:.0f} | {row['load_s']:.2f} "
+                f"| {row['pass_s']:.2f} |"
+            )
+    lines += ["", f"Total benchmark time: {report['total_s']:.0f} s.", ""]
+    return "\n".join(lines)
