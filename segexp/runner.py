@@ -507,6 +507,7 @@ def _log_results(
             model,
             inference_meta(cfg, model, source, head, task),
             cfg.tracking.get("registered_model_name"),
+            resumed_run=run_id if job.resume is not None else None,
         )
     buffer = io.StringIO()
     for key in sorted(summary):

@@ -127,3 +127,39 @@ def test_an_interrupt_between_checkpoint_and_logging_still_logs_the_epoch(
     assert state["epoch"] == 2
     for key in ("loss", "val_loss", "lr"):
         assert steps_of(client, run.info.run_id, key) == [1, 2], key
+
+
+def test_resume_after_a_crash_past_model_logging_keeps_one_model(tmp_path, compose, monkeypatch):
+    """The run crashed after its model was logged and registered: resuming finishes the run
+    without a second logged model or a second registered version."""
+    import mlflow
+
+    import segexp.runner as runner
+
+    real = runner.tracking.log_model
+
+    def log_then_crash(*args, **kwargs):
+        real(*args, **kwargs)
+        raise OSError("disk full after logging the model")
+
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    settings = [*TINY, "trainer.epochs=1", "trainer.evaluate_test=false", f"tracking.uri={uri}"]
+    settings.append("tracking.registered_model_name=tiny")
+    with monkeypatch.context() as patch:
+        patch.setattr(runner.tracking, "log_model", log_then_crash)
+        with pytest.raises(OSError):
+            runner.train(compose(settings))
+    client, run = only_run(uri)
+    assert run.info.status == "FAILED"
+
+    runner.train(compose([*settings, f"resume={out}"]))
+    client, run = only_run(uri)
+    assert run.info.status == "FINISHED"
+    models = mlflow.search_logged_models(
+        filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list"
+    )
+    assert [(m.name, str(m.status)) for m in models] == [("model", "READY")]
+    assert [int(v.version) for v in client.search_model_versions("name = 'tiny'")] == [1]
