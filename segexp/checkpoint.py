@@ -34,6 +34,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,9 +297,18 @@ def load_weights(model: keras.Model, resume: Resume) -> None:
         ) from None
     saved = resume.state.get("rng_state")
     variables = _rng_variables(model)
-    if saved is not None and len(saved) == len(variables):
-        for var, value in zip(variables, saved, strict=True):
-            var.assign(np.asarray(value, dtype=var.dtype))
+    if saved is None:
+        return
+    if len(saved) != len(variables):
+        warnings.warn(
+            f"resume={resume.output_dir}: the checkpoint holds {len(saved)} seed-generator "
+            f"states, the model has {len(variables)}; dropout starts from fresh seeds",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return
+    for var, value in zip(variables, saved, strict=True):
+        var.assign(np.asarray(value, dtype=var.dtype))
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):
