@@ -4,14 +4,14 @@ Layout, in the run's output directory::
 
     checkpoints/resume/run.json          run id, tracking URI (password hidden), pid, host
     checkpoints/resume/config.yaml       the resolved config of the run (read back on resume)
-    checkpoints/resume/state.json        last completed epoch, its weights file, the dropout
-                                         seed generators' states, the per-epoch history,
-                                         timing and callback counters
-    checkpoints/resume/epoch-NNNNN.weights.h5   model weights + optimizer state (iterations,
-                                         learning rate, moments) after epoch NNNNN
+    checkpoints/resume/state.json        last completed epoch, its variables file, the
+                                         per-epoch history, timing and callback counters
+    checkpoints/resume/epoch-NNNNN.npz   every model variable (weights, BatchNorm statistics,
+                                         dropout seed generators) and optimizer variable
+                                         (iterations, learning rate, moments) after epoch NNNNN
 
 Order at the end of every epoch (``EpochLogger`` calls :meth:`ResumeCheckpoint.before_log`):
-1. the weights are written to a new ``epoch-NNNNN.weights.h5``, then ``state.json`` is replaced
+1. the variables are written to a new ``epoch-NNNNN.npz``, then ``state.json`` is replaced
    atomically (``os.replace``) and older weight files are deleted: a crash at any moment leaves a
    ``state.json`` that names a complete weights file;
 2. only then is the epoch logged to MLflow. A crash between 1 and 2 loses nothing: on resume
@@ -34,7 +34,6 @@ import signal
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,47 +267,58 @@ def reopen(client: Any, resume: Resume, cfg: DictConfig) -> None:
     )
 
 
-def _rng_variables(model: keras.Model) -> list[Any]:
-    """The model's random-number state (the seed generators of dropout and noise layers): its
-    variables that are not weights, which ``save_weights`` leaves out."""
-    weights = {id(v) for v in model.weights}
-    return [v for v in model.variables if id(v) not in weights]
+def _optimizer_variables(model: keras.Model) -> list[Any]:
+    opt = getattr(model, "optimizer", None)  # None or absent before compile()
+    return list(opt.variables) if opt is not None and opt.built else []
 
 
-def rng_state(model: keras.Model) -> list[list[int]]:
-    """The seed generators' states, in model order, for ``state.json``."""
-    return [np.asarray(v.numpy()).tolist() for v in _rng_variables(model)]
+def save_variables(model: keras.Model, path: Path) -> None:
+    """Write every model variable (weights, BatchNorm statistics, dropout seed generators) and
+    every optimizer variable (iterations, learning rate, moments) to ``path`` (``.npz``),
+    atomically. A plain array per variable is several times faster than ``save_weights``."""
+    arrays = {f"model_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
+    for i, v in enumerate(_optimizer_variables(model)):
+        arrays[f"optimizer_{i:05d}"] = np.asarray(v.numpy())
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _assign(variables: list[Any], values: list[np.ndarray], what: str, path: Path) -> None:
+    shapes = [tuple(v.shape) for v in variables]
+    saved = [tuple(a.shape) for a in values]
+    if shapes != saved:
+        raise ConfigError(
+            f"resume: {path} holds {len(saved)} {what} variables that do not match the "
+            f"{len(shapes)} of this config's model; the checkpoint belongs to another model"
+        )
+    for var, value in zip(variables, values, strict=True):
+        var.assign(value.astype(var.dtype, copy=False))
 
 
 def load_weights(model: keras.Model, resume: Resume) -> None:
-    """Restore model weights, optimizer state (iterations, learning rate, moments) and the seed
-    generators' states, so dropout draws the masks an uninterrupted run would."""
+    """Restore the model's variables (weights, BatchNorm statistics, dropout seed generators, so
+    dropout draws the masks an uninterrupted run would) and the optimizer's (iterations, so the
+    learning-rate schedule too, learning rate, moments) from the last completed epoch."""
     if not resume.state or not resume.state.get("weights"):
         return
     path = resume_dir(resume.output_dir) / resume.state["weights"]
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
     try:
-        model.load_weights(str(path))
-    except Exception as err:  # noqa: BLE001
-        raise ConfigError(
-            f"resume={resume.output_dir}: cannot load {path} ({type(err).__name__}: {err}); "
-            "the checkpoint does not match the model of this config"
-        ) from None
-    saved = resume.state.get("rng_state")
-    variables = _rng_variables(model)
-    if saved is None:
-        return
-    if len(saved) != len(variables):
-        warnings.warn(
-            f"resume={resume.output_dir}: the checkpoint holds {len(saved)} seed-generator "
-            f"states, the model has {len(variables)}; dropout starts from fresh seeds",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return
-    for var, value in zip(variables, saved, strict=True):
-        var.assign(np.asarray(value, dtype=var.dtype))
+        with np.load(path) as saved:
+            parts = {
+                prefix: [saved[k] for k in sorted(saved.files) if k.startswith(prefix)]
+                for prefix in ("model_", "optimizer_")
+            }
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"resume: {path} is unreadable ({err}); start a new run") from None
+    _assign(list(model.variables), parts["model_"], "model", path)
+    if parts["optimizer_"] and getattr(model, "optimizer", None) is not None:
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        _assign(_optimizer_variables(model), parts["optimizer_"], "optimizer", path)
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):
@@ -410,10 +420,10 @@ class ResumeCheckpoint(keras.callbacks.Callback):
                 es.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
 
     def save(self) -> Path:
-        """Write weights + optimizer state, then ``state.json`` (atomically), then clean up."""
+        """Write model + optimizer variables, then ``state.json`` (atomically), then clean up."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"epoch-{self.epoch:05d}.weights.h5"
-        self.model.save_weights(str(self.folder / name), overwrite=True)
+        name = f"epoch-{self.epoch:05d}.npz"
+        save_variables(self.model, self.folder / name)
         es = self._early_stopping()
         if es is not None and es.restore_best_weights and es.best_weights is not None:
             tmp = self.folder / f".{BEST_WEIGHTS_FILE}.tmp.npz"
@@ -423,7 +433,6 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             "run_id": self.run_id,
             "epoch": self.epoch,
             "weights": name,
-            "rng_state": rng_state(self.model),
             "history": self.history,
             "logger": self.logger.state() if self.logger is not None else {},
             "callbacks": self.callback_state(),
@@ -431,7 +440,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         _write_atomic(self.folder / STATE_FILE, json.dumps(state, indent=1))
-        for old in self.folder.glob("epoch-*.weights.h5"):
+        for old in self.folder.glob("epoch-*.npz"):
             if old.name != name:
                 old.unlink(missing_ok=True)
         return self.folder / name

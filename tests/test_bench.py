@@ -96,14 +96,16 @@ def test_peaks_and_memory_readings_are_positive():
     assert measure.peak_rss_mb() >= measure.rss_mb() * 0.5
 
 
-def _check_report(report: dict, text: str, scenarios: list[str]) -> None:
-    rows = _table(text, "| augmentation | variant |")
-    variants = [(r[0], r[1]) for r in rows]
-    expected = [("none", "a: segexp"), ("none", "b: keras")]
-    for s in scenarios:
-        expected += [(s, "a: segexp"), (s, "c: python aug")]
+def _check_report(report: dict, text: str, scenarios: list[str], rounds: int = 2) -> None:
+    rows = _table(text, "| augmentation | round | variant |")
+    variants = [(r[0], int(r[1]), r[2]) for r in rows]
+    expected = []
+    for s, base in [("none", "b: keras")] + [(s, "c: python aug") for s in scenarios]:
+        for n in range(1, rounds + 1):
+            expected += [(s, n, "a: segexp"), (s, n, base)]
     assert variants == expected
     for r in rows:
+        r = [r[0], *r[2:]]  # without the round column
         images_per_sec, epoch_s, peak_mb, gflops = (_numbers(r[i]) for i in (2, 5, 7, 10))
         for value in (images_per_sec, epoch_s, peak_mb, gflops):
             assert math.isfinite(value) and value > 0, r
@@ -117,6 +119,17 @@ def _check_report(report: dict, text: str, scenarios: list[str]) -> None:
             assert 0 <= _numbers(r[8]) < 100  # MLflow logging share in %
             if r[0] != "none":
                 assert 0 < _numbers(r[4]) < 100  # (a)/(c)
+    # The (a)/(b) target is the mean of the rounds' ratios, each listed.
+    ratios = [
+        row["a_b"]
+        for row in report["rows"]
+        if row.get("a_b") is not None and row["result"].scenario == "none"
+    ]
+    assert len(ratios) == rounds
+    name, measured, met = report["targets"][0]
+    assert name.startswith("(a)/(b)")
+    assert measured == f"{sum(ratios) / rounds:.3f} ({', '.join(f'{v:.3f}' for v in ratios)})"
+    assert met == (sum(ratios) / rounds >= 0.97)
     result = report["rows"][0]["result"]
     assert result.steps == math.ceil(result.images_per_epoch / report["batch_size"])
     assert report["model"]["flops"] > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,9 @@ from omegaconf import DictConfig
 from segexp.bench.measure import machine_info, measure_peaks
 from segexp.bench.memory import memory_probe
 from segexp.bench.report import render, targets
-from segexp.bench.variants import Bench, Result, aug_config
+from segexp.bench.variants import Bench, aug_config
 from segexp.config import CONF_DIR
-from segexp.errors import SegexpError
+from segexp.errors import ConfigError, SegexpError
 
 
 def run_bench(cfg: DictConfig, command: str = "segexp-bench") -> dict[str, Any]:
@@ -35,27 +36,21 @@ def run_bench(cfg: DictConfig, command: str = "segexp-bench") -> dict[str, Any]:
             int(bcfg.peak.repeats),
         )
         rows: list[dict[str, Any]] = []
-        keras_result: Result | None = None
         scenarios = [str(s) for s in bcfg.augmentations]
         if "none" not in scenarios:
             scenarios.insert(0, "none")
+        rounds = int(bcfg.get("rounds", 1))
+        if rounds < 1:
+            raise ConfigError(f"bench.rounds={rounds}: expected at least 1")
         for scenario in scenarios:
             aug = aug_config(cfg, scenario)
-            a = bench.run_segexp(scenario, aug)
-            print(f"segexp-bench: {scenario} (a) {a.images_per_sec:.1f} images/s", flush=True)
-            if scenario == "none":
-                keras_result = bench.run_keras(scenario)
-                print(f"segexp-bench: (b) {keras_result.images_per_sec:.1f} images/s", flush=True)
-            c = bench.run_python(scenario, aug) if scenario != "none" else None
-            if c is not None:
-                print(f"segexp-bench: {scenario} (c) {c.images_per_sec:.1f} images/s", flush=True)
-            a_b = a.images_per_sec / keras_result.images_per_sec if keras_result else None
-            a_c = a.images_per_sec / c.images_per_sec if c else None
-            rows.append({"result": a, "a_b": a_b, "a_c": a_c})
-            if scenario == "none" and keras_result is not None:
-                rows.append({"result": keras_result})
-            if c is not None:
-                rows.append({"result": c})
+            for r in range(1, rounds + 1):
+                rows += _round(bench, scenario, aug, r)
+        # With augmentation, (a) against the plain fit without it: what augmenting costs.
+        plain = [row["result"].images_per_sec for row in rows if row["result"].variant[0] == "b"]
+        for row in rows:
+            if row["result"].variant[0] == "a" and row["result"].scenario != "none":
+                row["a_b"] = row["result"].images_per_sec / (sum(plain) / len(plain))
         memory = []
         if bool(bcfg.memory.enabled):
             size = bcfg.memory.get("image_size")
@@ -81,6 +76,7 @@ def run_bench(cfg: DictConfig, command: str = "segexp-bench") -> dict[str, Any]:
         "steps": bench.steps,
         "images": bench.n_train,
         "warmup": bench.warmup,
+        "rounds": int(bcfg.get("rounds", 1)),
         "epochs": bench.epochs,
         "precision": bench.options.precision,
         "jit": bench.options.jit_compile,
@@ -108,6 +104,32 @@ def run_bench(cfg: DictConfig, command: str = "segexp-bench") -> dict[str, Any]:
         report["output"] = str(path)
     print(text, flush=True)
     return report
+
+
+def _round(bench: Bench, scenario: str, aug: DictConfig, number: int) -> list[dict[str, Any]]:
+    """(a) and its baseline, (b) without augmentation or (c) with it, one after the other; even
+    rounds run the baseline first, so a machine that speeds up or slows down during the
+    benchmark favours neither."""
+    run_a = partial(bench.run_segexp, scenario, aug)
+    if scenario == "none":
+        run_base, key = partial(bench.run_keras, scenario), "a_b"
+    else:
+        run_base, key = partial(bench.run_python, scenario, aug), "a_c"
+    if number % 2:
+        a, base = run_a(), run_base()
+    else:
+        base, a = run_base(), run_a()
+    for result in (a, base):
+        if result is not None:
+            result.round = number
+            print(
+                f"segexp-bench: {scenario} round {number} ({result.variant}) "
+                f"{result.images_per_sec:.1f} images/s",
+                flush=True,
+            )
+    if base is None:  # no Python baseline for this augmentation
+        return [{"result": a}]
+    return [{"result": a, key: a.images_per_sec / base.images_per_sec}, {"result": base}]
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")

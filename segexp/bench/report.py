@@ -9,26 +9,29 @@ from segexp.bench.variants import Result
 
 
 def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
-    """The performance targets as (target, measured, met) for variant (a)'s rows."""
+    """The performance targets as (target, measured, met): ratios are the mean over rounds
+    (each round's value in brackets), the MLflow share the largest of the rounds."""
     found = []
-    for row in rows:
-        r: Result = row["result"]
-        if not r.variant.startswith("a"):
-            continue
-        if r.scenario == "none" and row.get("a_b") is not None:
-            found.append(
-                ("(a)/(b) without augmentation >= 0.97", f"{row['a_b']:.3f}", row["a_b"] >= 0.97)
-            )
-        if row.get("a_c") is not None:
-            found.append(
-                (f"(a)/(c) with {r.scenario} >= 2", f"{row['a_c']:.2f}", row["a_c"] >= 2.0)
-            )
-        if r.scenario == "none":
+    a_rows = [row for row in rows if row["result"].variant.startswith("a")]
+    scenarios = list(dict.fromkeys(row["result"].scenario for row in a_rows))
+    for scenario in scenarios:
+        mine = [row for row in a_rows if row["result"].scenario == scenario]
+        checks = [("a_c", f"(a)/(c) with {scenario} >= 2", 2.0)]
+        if scenario == "none":
+            checks = [("a_b", "(a)/(b) without augmentation >= 0.97", 0.97)]
+        for key, name, goal in checks:
+            ratios = [row[key] for row in mine if row.get(key) is not None]
+            if ratios:
+                mean = sum(ratios) / len(ratios)
+                each = ", ".join(f"{v:.3f}" for v in ratios)
+                found.append((name, f"{mean:.3f} ({each})", mean >= goal))
+        if scenario == "none":
+            share = max(row["result"].logging_share for row in mine)
             found.append(
                 (
                     "MLflow logging share of epoch time < 2% (no augmentation)",
-                    f"{r.logging_share:.2%}",
-                    r.logging_share < 0.02,
+                    f"{share:.2%}",
+                    share < 0.02,
                 )
             )
     return found
@@ -54,7 +57,9 @@ def render(report: dict[str, Any]) -> str:
         f"Model {model['name']}: input {model['input']}, {model['params']:,} parameters, "
         f"batch {report['batch_size']}, {report['steps']} steps ({report['images']} images) per "
         f"epoch, {report['warmup']} warm-up + {report['epochs']} timed epochs per variant "
-        f"(median epoch), precision {report['precision']}, jit_compile {report['jit']}, "
+        f"(median epoch), {report.get('rounds', 1)} round(s) of each pair of variants "
+        "(even rounds run the baseline first), "
+        f"precision {report['precision']}, jit_compile {report['jit']}, "
         f"distribute {report['distribute']}, validation {report['validation']}.",
         "",
         "| model | forward GFLOP/image | training GFLOP/image (3x) | matmul peak GFLOP/s "
@@ -64,17 +69,17 @@ def render(report: dict[str, Any]) -> str:
         f"| {report['peaks']['matmul_flops_per_sec'] / 1e9:.1f} "
         f"| {report['peaks']['conv_flops_per_sec'] / 1e9:.1f} |",
         "",
-        "| augmentation | variant | images/s | (a)/(b) | (a)/(c) | epoch s | validation s "
+        "| augmentation | round | variant | images/s | (a)/(b) | (a)/(c) | epoch s | validation s "
         "| peak RSS MiB | MLflow logging share | other callbacks share | achieved GFLOP/s "
         "| % of conv peak | final loss | input pipeline alone images/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     conv_peak = report["peaks"]["conv_flops_per_sec"]
     for row in report["rows"]:
         r: Result = row["result"]
         achieved = 3 * model["flops"] * r.images_per_sec
         lines.append(
-            f"| {r.scenario} | {r.variant} | {r.images_per_sec:.1f} "
+            f"| {r.scenario} | {r.round} | {r.variant} | {r.images_per_sec:.1f} "
             f"| {_fmt(row.get('a_b'), '.3f')} "
             f"| {_fmt(row.get('a_c'), '.2f')} | {r.epoch_seconds:.3f} | {r.val_seconds:.3f} "
             f"| {r.peak_rss_mb:.0f} | {_fmt(r.logging_share, '.2%')} "

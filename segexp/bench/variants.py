@@ -127,6 +127,7 @@ class Result:
     callbacks_share: float | None = None
     final_loss: float = float("nan")
     pipeline_images_per_sec: float | None = None  # input pipeline alone, no model
+    round: int = 1
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -276,6 +277,7 @@ class Bench:
         from mlflow import MlflowClient
 
         from segexp.callbacks import build_callbacks
+        from segexp.checkpoint import ResumeCheckpoint
         from segexp.epoch_logger import EpochLogger
         from segexp.runner import build_datasets
 
@@ -319,7 +321,26 @@ class Bench:
         per_epoch_callbacks: list[float] = []
         extra = []
         if bool(self.bcfg.callbacks):
+            # segexp-train's callbacks, and its per-epoch resume checkpoint (written before the
+            # epoch is logged, so its time is added to the callbacks' share here).
             extra = build_callbacks(cfg.trainer, cfg.optimizer, output_dir=self.workdir / scenario)
+            ckpt = ResumeCheckpoint(
+                self.workdir / scenario,
+                run_id,
+                watch=extra,
+                stop_on_nan=bool(cfg.trainer.get("terminate_on_nan", True)),
+            )
+            ckpt.attach(logger)
+
+            def before_log(epoch: int, logs: dict) -> bool:
+                t0 = time.perf_counter()
+                try:
+                    return ckpt.before_log(epoch, logs)
+                finally:
+                    counter["s"] += time.perf_counter() - t0
+
+            logger.before_log = before_log
+            extra.append(ckpt)
 
         timer = _make_timer()(logger)
 
