@@ -66,13 +66,25 @@ def resume_dir(output_dir: Path | str) -> Path:
     return Path(output_dir) / RESUME_SUBDIR
 
 
-def _write_atomic(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Any]:
+    """A binary file that replaces ``path`` atomically once written and synced to disk."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    with open(tmp, "wb") as fh:
+        yield fh
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    with _replacing(path) as fh:
+        fh.write(text.encode("utf-8"))
+
+
+def _savez_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with _replacing(path) as fh:
+        np.savez(fh, **arrays)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -279,12 +291,7 @@ def save_variables(model: keras.Model, path: Path) -> None:
     arrays = {f"model_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
     for i, v in enumerate(_optimizer_variables(model)):
         arrays[f"optimizer_{i:05d}"] = np.asarray(v.numpy())
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    _savez_atomic(path, arrays)
 
 
 def _assign(variables: list[Any], values: list[np.ndarray], what: str, path: Path) -> None:
@@ -426,9 +433,8 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         save_variables(self.model, self.folder / name)
         es = self._early_stopping()
         if es is not None and es.restore_best_weights and es.best_weights is not None:
-            tmp = self.folder / f".{BEST_WEIGHTS_FILE}.tmp.npz"
-            np.savez(tmp, **{f"w{i}": w for i, w in enumerate(es.best_weights)})
-            os.replace(tmp, self.folder / BEST_WEIGHTS_FILE)
+            best = {f"w{i}": w for i, w in enumerate(es.best_weights)}
+            _savez_atomic(self.folder / BEST_WEIGHTS_FILE, best)
         state = {
             "run_id": self.run_id,
             "epoch": self.epoch,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from tests._runs import history, only_run
 from tests.conftest import TINY
 
 # TINY without the synthetic-only dataset keys, one epoch, no model logging.
@@ -28,16 +29,7 @@ def train_run(compose, workdir: Path, uri: str, experiment: str, overrides: list
     workdir.mkdir(parents=True, exist_ok=True)
     with contextlib.chdir(workdir):  # the runner writes checkpoints/preview into the cwd
         train(cfg)
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 1, [r.info.run_id for r in runs]
-    return client, runs[0]
-
-
-def history(client: MlflowClient, run_id: str, key: str) -> list[float]:
-    """Values of ``key`` ordered by step."""
-    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+    return only_run(uri, experiment)
 
 
 def assert_finite_epoch(

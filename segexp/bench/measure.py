@@ -10,14 +10,22 @@ from pathlib import Path
 from typing import Any
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process since the last :func:`reset_peak_rss` (MiB)."""
+def _status_mib(field: str) -> float | None:
+    """A ``kB`` field of ``/proc/self/status`` in MiB (None where there is no such file)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
+    return None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process since the last :func:`reset_peak_rss` (MiB)."""
+    peak = _status_mib("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -25,13 +33,8 @@ def peak_rss_mb() -> float:
 
 def rss_mb() -> float:
     """Current resident set size (MiB)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
+    rss = _status_mib("VmRSS")
+    return float("nan") if rss is None else rss
 
 
 def reset_peak_rss() -> bool:
