@@ -62,7 +62,7 @@ def test_dsb2018_keeps_touching_nuclei_apart(tmp_path):
         np.testing.assert_array_equal(i.numpy() > 0, m.numpy() == 1)
 
 
-class _Echo:
+class Echo:
     """A 'model' whose sigmoid output is the image's red channel: exactly the nuclei."""
 
     def predict_on_batch(self, x):
@@ -74,7 +74,7 @@ def test_instance_score_of_a_perfect_pixel_prediction_by_hand(tmp_path):
     cfg = _cfg(tmp_path)
     src = load_source(cfg, (32, 32), 3, 0)
     batches = make_dataset(src.splits["test"], batch_size=2, training=False, seed=0)
-    got = evaluate_split(_Echo(), batches, src, cfg, "sigmoid")
+    got = evaluate_split(Echo(), batches, src, cfg, "sigmoid")
     # Every pixel right, but A and B form one predicted component (48 pixels):
     # IoU(A) = 16/48, IoU(B) = 32/48, IoU(C) = 1. For t <= 0.65: TP 2 (B, C), FN 1 -> 2/3;
     # for the six t >= 0.70: TP 1, FP 1, FN 2 -> 1/4.
@@ -83,4 +83,4 @@ def test_instance_score_of_a_perfect_pixel_prediction_by_hand(tmp_path):
     assert set(got) == {"test_image_mean_iou", "test_image_dice", "test_instance_map", "test_hd95"}
     # Without the per-nucleus objects the merged pair would count as one correct object.
     src.instances = None
-    assert evaluate_split(_Echo(), batches, src, cfg, "sigmoid")["test_instance_map"] == 1.0
+    assert evaluate_split(Echo(), batches, src, cfg, "sigmoid")["test_instance_map"] == 1.0
