@@ -84,3 +84,11 @@ def test_instance_score_of_a_perfect_pixel_prediction_by_hand(tmp_path):
     # Without the per-nucleus objects the merged pair would count as one correct object.
     src.instances = None
     assert evaluate_split(Echo(), batches, src, cfg, "sigmoid")["test_instance_map"] == 1.0
+
+
+def test_unknown_challenge_metric_fails_before_any_file_is_read(tmp_path):
+    from segexp.errors import ConfigError
+
+    cfg = dataset_cfg("dsb2018", root=str(tmp_path / "missing"), challenge_metrics=["iou95"])
+    with pytest.raises(ConfigError, match=r"dataset.challenge_metrics: unknown metric\(s\) iou95"):
+        load_source(cfg, (32, 32), 3, 0)
