@@ -24,7 +24,8 @@ the object and boundary metrics); "foreground" is every class other than 0:
   (``skimage.metrics.adapted_rand_error``), per image then averaged. Cells are the 4-connected
   components of class 0 (the non-membrane class; isbi2012 maps cell interior to 0); true
   membrane pixels are not scored; predicted membrane pixels are given to the nearest predicted
-  cell (``skimage.segmentation.expand_labels``). Images without true cell pixels are skipped.
+  cell (``skimage.segmentation.expand_labels``). Images where it is undefined (no true cell
+  pixel, or 0/0) are skipped.
 - ``pixel_error``: 1 - pixel accuracy, pooled over all pixels of the split (the ISBI table's
   "pixel error").
 - ``hd95``: per image, the 95th percentile symmetric Hausdorff distance in pixels between the
@@ -127,7 +128,8 @@ def instance_ap(
 
 
 def rand_error(true_cells: np.ndarray, pred_cells: np.ndarray) -> float | None:
-    """Adapted Rand error of one image's cell labels (0 = membrane); None without true cells."""
+    """Adapted Rand error of one image's cell labels (0 = membrane); None without true cell
+    pixels or when it is 0/0 (no two scored pixels share a cell in truth or prediction)."""
     from skimage.metrics import adapted_rand_error
     from skimage.segmentation import expand_labels
 
@@ -135,7 +137,9 @@ def rand_error(true_cells: np.ndarray, pred_cells: np.ndarray) -> float | None:
         return None
     if (pred_cells > 0).any():
         pred_cells = expand_labels(pred_cells, distance=sum(pred_cells.shape))
-    return float(adapted_rand_error(true_cells, pred_cells, ignore_labels=(0,))[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err = float(adapted_rand_error(true_cells, pred_cells, ignore_labels=(0,))[0])
+    return err if np.isfinite(err) else None
 
 
 def _boundary(mask: np.ndarray) -> np.ndarray:

@@ -144,3 +144,18 @@ def test_unknown_metric_names_fail_with_the_key():
         ch.check_names(["image_mean_iou", "map"])
     with pytest.raises(ConfigError, match=r"dataset.challenge_metrics='hd95': expected a list"):
         ch.check_names("hd95")
+
+
+def test_rand_error_skips_images_without_scorable_cells():
+    membrane = np.ones((3, 3), int)
+    dots = np.ones((3, 3), int)
+    dots[0, 0] = dots[2, 2] = 0  # two one-pixel cells: no pixel pair within a cell
+    assert ch.rand_error(ch.components(membrane == 0, 1), np.ones((3, 3), int)) is None
+    cells = ch.components(dots == 0, 1)
+    assert ch.rand_error(cells, cells) is None
+    # Merged by the prediction, the two one-pixel cells are a defined, total error.
+    assert ch.rand_error(cells, np.ones((3, 3), int)) == 1.0
+    got = ch.scores(
+        [membrane, _membrane_row()], [membrane, _membrane_row()], ["rand_error"], num_classes=2
+    )
+    assert got == {"rand_error": 0.0}
