@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from segexp import checkpoint, sweep, tracking
 from segexp.analysis import summarize_history
+from segexp.challenge import evaluate_split
 from segexp.config import check_integers, input_spec, run_name
 from segexp.data import load_source
 from segexp.data.pipeline import make_dataset
@@ -496,6 +497,7 @@ def _log_results(
     if cfg.trainer.get("evaluate_test", True):
         results = model.evaluate(test_ds, return_dict=True, verbose=0)
         summary.update({f"test_{k}": float(v) for k, v in results.items()})
+        summary.update(evaluate_split(model, test_ds, source, cfg.dataset, head))
     tracking.log_metrics(client, run_id, summary)
     main_metric = "mae" if task == "reconstruction" else "accuracy"
     figure = learning_curves(history, main_metric, title=f"{cfg.model.name} on {source.name}")

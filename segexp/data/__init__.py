@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from segexp.challenge import check_names
 from segexp.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ def load_source(
 ) -> DataSource:
     """Load the dataset named by ``dataset_cfg.name`` at ``image_size`` with ``channels``."""
     name = str(dataset_cfg.name)
+    check_names(dataset_cfg.get("challenge_metrics"))
     try:
         module = importlib.import_module(f"segexp.data.{name}")
     except ModuleNotFoundError as err:

@@ -1,7 +1,10 @@
 """Kaggle Data Science Bowl 2018 nuclei (``stage1_train``).
 
 Layout: ``<root>/<id>/images/<id>.png`` and ``<root>/<id>/masks/*.png``, one mask file per
-nucleus; the masks of a sample are merged (maximum) into one binary mask. ``root`` may be the
+nucleus; the masks of a sample are merged (maximum) into one binary mask for training, and each
+nucleus is also kept as its own object (``DataSource.instances``: object k + 1 is the k-th mask
+file in name order, a later file winning where two overlap) for the instance score
+``instance_map`` (see segexp/challenge.py). ``root`` may be the
 ``stage1_train`` folder itself or its parent. Images are RGBA PNGs of many sizes: alpha is
 dropped, the model size is reached by ``resize`` (or ``crop``/``pad``). Files are streamed.
 """
@@ -10,10 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from segexp.data import decode
 from segexp.data.folder import (
     Sample,
     build_file_source,
     check_unpaired,
+    class_info,
     list_files,
     opt,
     require_root,
@@ -26,6 +33,18 @@ WHERE = (
     "the data set comes from the Kaggle Data Science Bowl 2018 "
     "(https://www.kaggle.com/c/data-science-bowl-2018/data, stage1_train.zip)"
 )
+
+
+def read_instances(sample: Sample, mask_map: decode.MaskMap, palette: str = "auto") -> np.ndarray:
+    """The sample's nuclei as object ids ``[H, W]``: k + 1 where mask file k is foreground."""
+    ids = None
+    for k, path in enumerate(sample.masks):
+        classes = mask_map.apply(decode.read_mask(path, None, palette))
+        nucleus = (classes > 0) & (classes < mask_map.num_classes)
+        ids = np.zeros(nucleus.shape, np.int32) if ids is None else ids
+        ids[nucleus] = k + 1
+    assert ids is not None
+    return ids
 
 
 def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> DataSource:
@@ -67,6 +86,8 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
     )
     if not samples:
         raise DataError(f"no usable samples in {root}; expected {LAYOUT}")
+    mask_map = decode.mask_map_from_cfg(cfg, class_info(cfg)[0])
+    palette = str(opt(cfg, "mask_palette", "auto"))
     return build_file_source(
         "dsb2018",
         samples,
@@ -77,4 +98,5 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
         root=root,
         skipped=skipped,
         extra={"mask_files": sum(len(s.masks) for s in samples)},
+        instance_fn=lambda sample: read_instances(sample, mask_map, palette),
     )

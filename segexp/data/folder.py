@@ -419,8 +419,12 @@ def build_file_source(
     root: Path,
     skipped: list[str] | None = None,
     extra: dict[str, Any] | None = None,
+    instance_fn: Callable[[Sample], np.ndarray] | None = None,
 ) -> DataSource:
-    """Validate ``samples`` and stream them as a :class:`DataSource` split by ``cfg.split``."""
+    """Validate ``samples`` and stream them as a :class:`DataSource` split by ``cfg.split``.
+
+    ``instance_fn(sample) -> [H, W]`` object ids adds ``DataSource.instances``: the same
+    splits, tiling and resizing (nearest neighbour) applied to the object ids."""
     num_classes, class_names = class_info(cfg)
     mask_map = decode.mask_map_from_cfg(cfg, num_classes)
     skipped = [] if skipped is None else skipped
@@ -445,6 +449,19 @@ def build_file_source(
         ds = index_dataset(len(good), load_fn, channels, idx[key])
         splits[key] = geometry(ds, cfg, image_size, fill)
         sizes[key] = int(sum(decode.tiles_per_image(checked[i].shape, tile) for i in idx[key]))
+    instances = None
+    if instance_fn is not None:
+
+        def load_ids(i: int) -> tuple[np.ndarray, np.ndarray]:
+            ids = np.asarray(instance_fn(good[i]), np.int32)
+            return np.zeros((*ids.shape, 1), np.float32), ids[..., None]
+
+        instances = {
+            key: geometry(index_dataset(len(good), load_ids, 1, idx[key]), cfg, image_size, 0).map(
+                lambda _image, ids: ids
+            )
+            for key in splitlib.SPLITS
+        }
     if tile and sizes["train"] == 0:
         raise ConfigError(f"dataset.tile={tile} is larger than the training images")
     counts_all = np.sum([c.counts for c in checked], axis=0)
@@ -494,6 +511,7 @@ def build_file_source(
         fingerprint=fingerprint,
         labels=None,
         extra=info,
+        instances=instances,
     )
 
 

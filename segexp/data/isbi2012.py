@@ -14,6 +14,10 @@ Dice score and ``iou_membrane`` measure the structure the challenge asks for. Us
 ``dataset.mask_values='{0:0,255:1}' dataset.class_names=[membrane,cell]`` for the article's
 raw ``label / 255`` target (cell = 1).
 
+Cells for the challenge's Rand error (``challenge_metrics: [rand_error, pixel_error]``) are not
+stored: segexp/challenge.py takes them as the connected components of class 0 (cell interior)
+of each slice or tile, so the preset's mapping (cell -> 0) is what it relies on.
+
 ``tile: 256`` cuts every slice into 256x256 patches (4 per slice), as article 000 does; the
 split is made per slice before tiling, so patches of one slice never straddle splits.
 """

@@ -18,6 +18,8 @@ class DataSource:
 
     Each split yields ``(image, mask)``: image float32 ``[H, W, C]`` in ``[0, 1]``, mask int32
     ``[H, W, 1]`` holding class ids (and ``ignore_value`` where pixels are not labelled).
+    ``instances``, where the data set labels objects one by one (DSB2018), holds per split a
+    stream of int32 ``[H, W, 1]`` object ids (0 = background) aligned one-to-one with ``splits``.
     """
 
     name: str
@@ -31,3 +33,4 @@ class DataSource:
     fingerprint: str = ""
     labels: dict[str, np.ndarray] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    instances: dict[str, tf.data.Dataset] | None = None
