@@ -133,7 +133,8 @@ def test_a_run_whose_best_epoch_is_its_last_is_inconclusive():
     still_falling["test_accuracy"] = 0.5
     result = judge(still_falling, *OVERFIT_CHECKS)
     assert [c.verdict for c in result.checks] == ["inconclusive", "inconclusive", "holds"]
-    assert "0 after epoch 6, analysis.patience=3" in result.checks[0].reason
+    assert "best epoch 6 of 6, 0 after it < analysis.patience=3" in result.checks[0].reason
+    assert result.checks[0].measured == "max 1 (n=2)"
     assert result.verdict == "inconclusive"
     # two epochs past the best are enough when the run's analysis.patience is 2
     short = curve_runs([1.0, 0.8, 0.5, 0.9, 1.0, 1.1], **{"analysis.patience": 2})

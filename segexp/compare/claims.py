@@ -119,17 +119,18 @@ def _spread(values: pd.Series) -> str:
 def _short_runs(group: pd.DataFrame) -> list[str]:
     """Runs that trained fewer than ``analysis.patience`` epochs after their best epoch."""
     short = []
-    default = ANALYSIS_DEFAULTS["patience"]
     for _, run in group.iterrows():
-        trained = pd.to_numeric(pd.Series([run.get("epochs_trained")]), errors="coerce")[0]
-        best = pd.to_numeric(pd.Series([run.get("best_epoch")]), errors="coerce")[0]
-        patience = pd.to_numeric(pd.Series([run.get("param:analysis.patience")]), errors="coerce")
-        patience = default if math.isnan(patience[0]) else float(patience[0])
-        if math.isnan(trained) or math.isnan(best) or trained - best < patience:
-            after = "?" if math.isnan(trained) or math.isnan(best) else f"{trained - best:.0f}"
+        trained, best, patience = (
+            pd.to_numeric(pd.Series([run.get(k)]), errors="coerce")[0]
+            for k in ("epochs_trained", "best_epoch", "param:analysis.patience")
+        )
+        patience = ANALYSIS_DEFAULTS["patience"] if math.isnan(patience) else float(patience)
+        if math.isnan(trained) or math.isnan(best):
+            short.append(f"{run.get('run_name')} (no best epoch logged)")
+        elif trained - best < patience:
             short.append(
-                f"{run.get('run_name')} ({after} after epoch {best:.0f}, "
-                f"analysis.patience={patience:g})"
+                f"{run.get('run_name')} (best epoch {best:.0f} of {trained:.0f}, "
+                f"{trained - best:.0f} after it < analysis.patience={patience:g})"
             )
     return short
 
@@ -165,6 +166,8 @@ def _check(i: int, check: Mapping[str, Any], table: pd.DataFrame) -> CheckResult
     rhs = f"mean({metric} | {_label(check['other'])})" if comparative else f"{check['value']:g}"
     expected = f"{lhs} {op} {rhs}"
     measured = " vs ".join(_spread(v) for v in values)
+    if not comparative and stat != "mean":
+        measured = f"{stat} {_stat(values[0], stat):.4g} (n={len(values[0])})"
 
     def result(verdict: str, reason: str, shown: str = measured) -> CheckResult:
         return CheckResult(expected, shown, verdict, reason)
@@ -208,15 +211,13 @@ def _check(i: int, check: Mapping[str, Any], table: pd.DataFrame) -> CheckResult
         }[verdict]
         return result(verdict, reason, shown)
     value = _stat(values[0], stat)
-    shown = f"{value:.4g} (n={len(values[0])})" if stat != "mean" else measured
     if math.isnan(value):
-        return result("inconclusive", f"{stat} needs more runs (n={len(values[0])})", shown)
+        return result("inconclusive", f"{stat} needs more runs (n={len(values[0])})")
     ok = OPS[op](value, threshold)
     scope = "a single run, no interval" if len(values[0]) == 1 else f"{stat} over the runs"
     return result(
         "holds" if ok else "does not hold",
         f"{value:.4g} {op if ok else 'not ' + op} {threshold:g} ({scope})",
-        shown,
     )
 
 
