@@ -404,3 +404,15 @@ def test_a_sweep_with_fewer_epochs_than_its_experiment_is_not_comparable(tmp_pat
     assert "verdict: not comparable" in result.stdout
     assert not PLAIN_HOLDS.search(result.stdout.split("## Claim")[1])
     assert "comparison" not in os.listdir(tmp_path)
+
+
+def test_the_report_names_runs_that_early_stopping_cut_while_improving():
+    from tests.test_analysis import DSB, EARLY
+
+    table = runs([{"params": {"seed": 1}, **summarize_history(DSB, trainer=EARLY)}])
+    markdown = compare.build_report(table).markdown
+    notes = markdown.split("## Notes")[1]
+    assert "run0: early stopping ended training after epoch 4 while the model was still" in notes
+    assert "val_mean_iou 0.61 at the best epoch, 0.64 later" in notes
+    full = runs([{"params": {"seed": 1}, **summarize_history(DSB, trainer={"epochs": 4})}])
+    assert "## Notes" not in compare.build_report(full).markdown
