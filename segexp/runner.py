@@ -491,7 +491,7 @@ def _log_results(
     cfg, client, run_id, model, source = job.cfg, job.client, job.run_id, job.model, job.source
     task, head, test_ds = job.task, job.head, job.data["test"]
 
-    summary = summarize_history(history, cfg.get("analysis"))
+    summary = summarize_history(history, cfg.get("analysis"), cfg.get("trainer"))
     summary.update(logger.summary())
     summary["num_params"] = trainable
     if cfg.trainer.get("evaluate_test", True):

@@ -174,9 +174,12 @@ class MlflowSweepCallback(Callback):
             ),
         }
         if claim is not None:
-            tags["segexp.claim"] = json.dumps(
-                tracking.mask_secrets(OmegaConf.to_container(claim, resolve=True))
+            from segexp.compare.protocol import with_protocol
+
+            claim = with_protocol(
+                OmegaConf.to_container(claim, resolve=True), choices.get("experiment")
             )
+            tags["segexp.claim"] = json.dumps(tracking.mask_secrets(claim))
         run = _retry(
             client.create_run,
             experiment_id,
