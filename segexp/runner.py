@@ -311,7 +311,10 @@ def weight_fn(cfg: DictConfig, source):
     from segexp.losses import sample_weight_fn
 
     return sample_weight_fn(
-        cfg.loss, num_classes=source.num_classes, ignore_value=source.ignore_value
+        cfg.loss,
+        num_classes=source.num_classes,
+        ignore_value=source.ignore_value,
+        class_names=list(source.class_names),
     )
 
 
