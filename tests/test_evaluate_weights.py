@@ -27,22 +27,25 @@ BEST_IS_FIRST = [
 LOAD_AND_EVALUATE = """
 import json, sys
 import numpy as np
-import segexp.saving  # registers the custom loss and metrics
 import keras, mlflow
 
-ckpt, data, uri, model_dir = sys.argv[1:5]
+ckpt, data, uri, model_uri = sys.argv[1:5]
 with np.load(data) as d:
     x, y = d["x"], d["y"]
 out = {}
+mlflow.set_tracking_uri(uri)
+out["logged_pred"] = mlflow.keras.load_model(model_uri).predict(x, verbose=0).tolist()
+local = mlflow.artifacts.download_artifacts(model_uri)
+logged = keras.saving.load_model(f"{local}/data/model.keras")  # the logged file, safe mode
+out["logged_file_pred"] = logged.predict(x, verbose=0).tolist()
+assert "segexp" not in sys.modules  # the logged model needs no segexp import
+
+import segexp.saving  # registers the custom loss and metrics
+
 for name in ("best", "last"):
     model = keras.saving.load_model(f"{ckpt}/{name}.keras")  # safe mode, compiled
     out[name] = model.evaluate(x, y, batch_size=8, return_dict=True, verbose=0)
     out[name + "_pred"] = model.predict(x, verbose=0).tolist()
-mlflow.set_tracking_uri(uri)
-out["logged_pred"] = mlflow.keras.load_model(model_dir).predict(x, verbose=0).tolist()
-local = mlflow.artifacts.download_artifacts(model_dir)
-logged = keras.saving.load_model(f"{local}/data/model.keras")  # the logged file, safe mode
-out["logged_file_pred"] = logged.predict(x, verbose=0).tolist()
 print("RESULT" + json.dumps(out))
 """
 
