@@ -3,6 +3,7 @@ checkpoint and the logged model load with plain Keras in safe mode (fresh proces
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -62,12 +63,8 @@ def best_run(tmp_path_factory):
     uri = f"sqlite:///{tmp}/mlflow.db"
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", [*TINY, *BEST_IS_FIRST, f"tracking.uri={uri}"])
-    cwd = os.getcwd()
-    os.chdir(tmp)  # checkpoints go to <cwd>/checkpoints outside Hydra
-    try:
+    with contextlib.chdir(tmp):  # checkpoints go to <cwd>/checkpoints outside Hydra
         train(cfg)
-    finally:
-        os.chdir(cwd)
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("segexp").experiment_id])
     return client, run, cfg, tmp, uri
