@@ -32,6 +32,7 @@ from segexp.models.common import (
     resolve_head,
     resolve_task,
 )
+from segexp.models.valid_sizes import check_valid_size
 
 UPSAMPLING_MODES = ("transpose", "resize", "transpose_resize")
 DROPOUT_POSITIONS = ("block_end", "after_first_conv")
@@ -242,72 +243,6 @@ class _Builder:
         )
         return layers.UpSampling2D(self.pool_size, name=f"{prefix}_upsample")(x)
 
-    # -- size arithmetic (one axis; mirrors the layers above without building them) --------
-    def _conv_size(
-        self,
-        n: int,
-        name: str,
-        axis: int,
-        kernel: tuple[int, int] | None = None,
-        transpose: bool = False,
-        strides: int = 1,
-    ) -> int:
-        k = (kernel or self.kernel_size)[axis]
-        valid = self.padding_overrides.get(name, self.padding) == "valid"
-        if transpose:  # Keras: n * s + max(k - s, 0) for valid, n * s for same
-            return n * strides + (max(k - strides, 0) if valid else 0)
-        return n - (k - 1) if valid else n
-
-    def _up_size(self, n: int, prefix: str, axis: int) -> int:
-        name, k, s = f"{prefix}_up", self.up_kernel_size, self.pool_size
-        if self.upsampling == "transpose":
-            return self._conv_size(n, name, axis, k, transpose=True, strides=s)
-        if self.upsampling == "resize":
-            return self._conv_size(n * s, name, axis, k)
-        return self._conv_size(n, name, axis, k, transpose=True) * s
-
-    def size_problem(self, n: int, axis: int = 0) -> str | None:
-        """Why input size ``n`` along ``axis`` misaligns the U-Net, or None when it fits."""
-        size, skips = n, []
-        for level in range(self.depth):
-            for i in range(1, self.encoder_convs[level] + 1):
-                n = self._conv_size(n, f"enc{level}_conv{i}", axis)
-            if n < self.pool_size:
-                return f"enc{level} shrinks to {n} before pooling"
-            if n % self.pool_size:
-                return f"enc{level}_pool floors a feature map of {n}"
-            skips.append(n)
-            n //= self.pool_size
-        for i in range(1, self.bottleneck_convs + 1):
-            n = self._conv_size(n, f"bottleneck_conv{i}", axis)
-        if n < 1:
-            return f"the bottleneck shrinks to {n}"
-        for level in reversed(range(self.depth)):
-            prefix = f"dec{level}"
-            n = self._up_size(n, prefix, axis)
-            m = min(n, skips[level])
-            if m < 1 or (skips[level] - m) % 2 or (n - m) % 2:
-                return f"{prefix} crops {skips[level]} and {n} to {m} unevenly"
-            n = m
-            for i in range(1, self.decoder_convs[level] + 1):
-                n = self._conv_size(n, f"{prefix}_conv{i}", axis, transpose=self.decoder_transpose)
-            if n < 1:
-                return f"{prefix} shrinks to {n}"
-        if (size - n) % 2:
-            return f"the output ({n}) cannot be centred in the input"
-        return None
-
-    def nearest_valid(self, n: int, axis: int = 0, span: int = 1024) -> tuple[int | None, ...]:
-        """The closest valid sizes below and above ``n`` (None when none within ``span``)."""
-        below = next(
-            (m for m in range(n - 1, max(0, n - span), -1) if self.size_problem(m, axis) is None),
-            None,
-        )
-        above = next(
-            (m for m in range(n + 1, n + span) if self.size_problem(m, axis) is None), None
-        )
-        return below, above
-
 
 def _center_crop(x: Any, height: int, width: int, name: str) -> Any:
     h, w = int(x.shape[1]), int(x.shape[2])
@@ -336,24 +271,6 @@ def build_unet(
             f"model {cfg.get('name') or 'unet'}: input {list(input_shape)} is too small for "
             f"depth {b.depth} with {b.padding} padding (a feature map shrinks to nothing)"
         ) from None
-
-
-def check_valid_size(b: _Builder, size: tuple[int, int], name: str) -> None:
-    """Refuse an input size at which a valid-padding U-Net would shift masks against images."""
-    if b.padding != "valid" and "valid" not in b.padding_overrides.values():
-        return
-    for axis, n in enumerate(size):
-        problem = b.size_problem(int(n), axis)
-        if problem is None:
-            continue
-        below, above = b.nearest_valid(int(n), axis)
-        sizes = " or ".join(str(v) for v in (below, above) if v is not None) or "none found"
-        which = "height" if axis == 0 else "width"
-        raise ConfigError(
-            f"model {name}: input {which} {n} does not fit valid padding ({problem}), so "
-            f"skip connections and the mask crop would misalign; nearest valid {which}s: "
-            f"{sizes} (set model.input_shape or dataset.image_size)"
-        )
 
 
 def _assemble(
