@@ -3,11 +3,18 @@
 Trainer keys (all optional):
 
 ```yaml
+evaluate_weights: best
 early_stopping: {enabled: false, monitor: val_loss, mode: auto, patience: 5, min_delta: 0.0,
-                 restore_best_weights: true, start_from_epoch: 0}
+                 restore_best_weights: auto, start_from_epoch: 0}
 checkpoint: {best: true, last: true, monitor: val_loss, mode: auto, format: keras}
 terminate_on_nan: true
 ```
+
+``evaluate_weights``: the weights behind the test evaluation and the logged model, ``best`` (the
+epoch where ``checkpoint.monitor`` was best, read back from the best checkpoint, which therefore
+survives a resume) or ``last``. With ``checkpoint.best: false`` and ``evaluate_weights: best`` the
+best weights are still kept, as ``best.weights.h5``. ``restore_best_weights: auto`` follows
+``evaluate_weights``; ``true`` with ``evaluate_weights: last`` is refused.
 
 ``mode: auto`` means ``min`` for monitors containing loss/error/mse/mae, else ``max`` (resolved
 here, so it also works for monitors Keras cannot classify, e.g. ReduceLROnPlateau's ``auto``
@@ -24,6 +31,7 @@ learning rate at the end of the epoch, before a ReduceLROnPlateau reduction at t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,9 +48,11 @@ EARLY_STOPPING_DEFAULTS: dict[str, Any] = {
     "mode": "auto",
     "patience": 5,
     "min_delta": 0.0,
-    "restore_best_weights": True,
+    "restore_best_weights": "auto",
     "start_from_epoch": 0,
 }
+EVALUATE_WEIGHTS = ("best", "last")
+EVALUATE_WEIGHTS_DEFAULT = "best"
 CHECKPOINT_DEFAULTS: dict[str, Any] = {
     "best": True,
     "last": True,
@@ -77,6 +87,90 @@ def resolve_mode(monitor: str, mode: str = "auto") -> str:
     if mode != "auto":
         raise ConfigError(f"mode={mode!r} (monitor {monitor!r}): expected auto, min or max")
     return "min" if any(w in monitor.lower() for w in _MIN_WORDS) else "max"
+
+
+def evaluate_weights(trainer_cfg: Any) -> str:
+    """``trainer.evaluate_weights``: ``best`` (default) or ``last``."""
+    value = _to_dict(trainer_cfg).get("evaluate_weights")
+    value = EVALUATE_WEIGHTS_DEFAULT if value is None else str(value).lower()
+    if value not in EVALUATE_WEIGHTS:
+        raise ConfigError(f"trainer.evaluate_weights={value!r}: expected best or last")
+    return value
+
+
+def restore_best_weights(trainer_cfg: Any) -> bool:
+    """EarlyStopping's ``restore_best_weights``, consistent with ``trainer.evaluate_weights``."""
+    trainer = _to_dict(trainer_cfg)
+    value = _section(trainer, "early_stopping", EARLY_STOPPING_DEFAULTS)["restore_best_weights"]
+    weights = evaluate_weights(trainer)
+    if value is None or str(value).lower() == "auto":
+        return weights == "best"
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"trainer.early_stopping.restore_best_weights={value!r}: expected auto, true or false"
+        )
+    if value and weights == "last":
+        raise ConfigError(
+            "trainer.early_stopping.restore_best_weights=true contradicts "
+            "trainer.evaluate_weights=last; use restore_best_weights=auto or evaluate_weights=best"
+        )
+    return value
+
+
+def best_weights_path(trainer_cfg: Any, output_dir: Path | str) -> Path | None:
+    """Where the best epoch's weights are kept: the best checkpoint, or ``best.weights.h5`` when
+    ``checkpoint.best`` is off and ``evaluate_weights`` is ``best``; None otherwise."""
+    paths = checkpoint_paths(trainer_cfg, output_dir)
+    if "best" in paths:
+        return paths["best"]
+    if evaluate_weights(trainer_cfg) == "best":
+        return Path(output_dir) / "checkpoints" / "best.weights.h5"
+    return None
+
+
+def best_epoch(history: Mapping[str, list[float]], monitor: str, mode: str) -> int | None:
+    """1-based epoch a ``save_best_only`` checkpoint last wrote (first strict best), or None."""
+    values = [float(v) for v in history.get(monitor, [])]
+    best, epoch = None, None
+    for i, v in enumerate(values):
+        if math.isfinite(v) and (best is None or (v < best if mode == "min" else v > best)):
+            best, epoch = v, i + 1
+    return epoch
+
+
+def load_evaluated_weights(
+    model: keras.Model,
+    trainer_cfg: Any,
+    output_dir: Path | str,
+    history: Mapping[str, list[float]],
+) -> dict[str, str]:
+    """Load the weights ``trainer.evaluate_weights`` names into ``model``; returns run tags.
+
+    Tags: ``segexp.evaluate_weights`` (best | last, the weights actually in ``model``) and
+    ``segexp.evaluated_epoch``; when no best weights were saved the last ones stay, and
+    ``segexp.evaluate_weights_note`` says why.
+    """
+    trainer = _to_dict(trainer_cfg)
+    epochs = len(next(iter(history.values()), []))
+    last = {"segexp.evaluate_weights": "last", "segexp.evaluated_epoch": str(epochs)}
+    if evaluate_weights(trainer) == "last":
+        return last
+    ck = _section(trainer, "checkpoint", CHECKPOINT_DEFAULTS)
+    monitor = str(ck["monitor"])
+    epoch = best_epoch(history, monitor, resolve_mode(monitor, ck["mode"]))
+    path = best_weights_path(trainer, output_dir)
+    if epoch is None or path is None or not path.is_file():
+        import warnings
+
+        note = f"no best weights by {monitor} were saved (no finite value); evaluated the last"
+        warnings.warn(f"segexp: {note}", RuntimeWarning, stacklevel=2)
+        return {**last, "segexp.evaluate_weights_note": note}
+    model.load_weights(str(path))
+    return {
+        "segexp.evaluate_weights": "best",
+        "segexp.evaluated_epoch": str(epoch),
+        "segexp.evaluate_weights_monitor": monitor,
+    }
 
 
 def checkpoint_paths(trainer_cfg: Any, output_dir: Path | str) -> dict[str, Path]:
@@ -122,9 +216,20 @@ class LearningRateLogger(keras.callbacks.Callback):
 def build_callbacks(
     trainer_cfg: Any, opt_cfg: Any, *, output_dir: Path | str
 ) -> list[keras.callbacks.Callback]:
-    """LR logger, TerminateOnNaN, ReduceLROnPlateau, EarlyStopping, checkpoints (in this order)."""
+    """LR logger, last checkpoint, TerminateOnNaN, ReduceLROnPlateau, EarlyStopping, best
+    checkpoint (in this order: the last checkpoint is written before EarlyStopping restores)."""
     trainer = _to_dict(trainer_cfg)
+    evaluate_weights(trainer)  # validated before training
     callbacks: list[keras.callbacks.Callback] = [LearningRateLogger()]
+    ck = _section(trainer, "checkpoint", CHECKPOINT_DEFAULTS)
+    paths = checkpoint_paths(trainer, output_dir)
+    best_path = best_weights_path(trainer, output_dir)
+    for path in [*paths.values(), best_path]:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    weights_only = str(ck["format"]).lower() == "weights"
+    if "last" in paths:
+        callbacks.append(SaveAtEnd(str(paths["last"]), save_weights_only=weights_only))
     if trainer.get("terminate_on_nan", True):
         callbacks.append(keras.callbacks.TerminateOnNaN())
 
@@ -151,28 +256,21 @@ def build_callbacks(
                 mode=resolve_mode(es["monitor"], es["mode"]),
                 patience=int(es["patience"]),
                 min_delta=float(es["min_delta"]),
-                restore_best_weights=bool(es["restore_best_weights"]),
+                restore_best_weights=restore_best_weights(trainer),
                 start_from_epoch=int(es["start_from_epoch"]),
                 verbose=1,
             )
         )
 
-    ck = _section(trainer, "checkpoint", CHECKPOINT_DEFAULTS)
-    paths = checkpoint_paths(trainer, output_dir)
-    if paths:
-        next(iter(paths.values())).parent.mkdir(parents=True, exist_ok=True)
-    weights_only = str(ck["format"]).lower() == "weights"
-    if "best" in paths:
+    if best_path is not None:
         callbacks.append(
             keras.callbacks.ModelCheckpoint(
-                str(paths["best"]),
+                str(best_path),
                 monitor=ck["monitor"],
                 mode=resolve_mode(ck["monitor"], ck["mode"]),
                 save_best_only=True,
-                save_weights_only=weights_only,
+                save_weights_only=weights_only or "best" not in paths,
                 verbose=0,
             )
         )
-    if "last" in paths:
-        callbacks.append(SaveAtEnd(str(paths["last"]), save_weights_only=weights_only))
     return callbacks

@@ -312,7 +312,10 @@ def weight_fn(cfg: DictConfig, source):
     from segexp.losses import sample_weight_fn
 
     return sample_weight_fn(
-        cfg.loss, num_classes=source.num_classes, ignore_value=source.ignore_value
+        cfg.loss,
+        num_classes=source.num_classes,
+        ignore_value=source.ignore_value,
+        class_names=list(source.class_names),
     )
 
 
@@ -494,6 +497,7 @@ def _log_results(
     summary = summarize_history(history, cfg.get("analysis"), cfg.get("trainer"))
     summary.update(logger.summary())
     summary["num_params"] = trainable
+    _use_evaluated_weights(job, history)
     if cfg.trainer.get("evaluate_test", True):
         results = model.evaluate(test_ds, return_dict=True, verbose=0)
         summary.update({f"test_{k}": float(v) for k, v in results.items()})
@@ -516,6 +520,19 @@ def _log_results(
         buffer.write(f"{key}: {summary[key]:.6g}\n")
     print("segexp: summary\n" + buffer.getvalue(), flush=True)
     return summary
+
+
+def _use_evaluated_weights(job: Job, history: dict[str, list[float]]) -> None:
+    """Put the weights ``trainer.evaluate_weights`` names into the model and tag the run."""
+    from segexp.callbacks import load_evaluated_weights
+
+    tags = load_evaluated_weights(job.model, job.cfg.trainer, job.output_dir, history)
+    tracking.log_tags(job.client, job.run_id, tags)
+    print(
+        f"segexp: evaluating and logging the {tags['segexp.evaluate_weights']} weights "
+        f"(epoch {tags['segexp.evaluated_epoch']})",
+        flush=True,
+    )
 
 
 def inference_meta(cfg: DictConfig, model: keras.Model, source, head: str, task: str) -> dict:

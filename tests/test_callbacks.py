@@ -10,8 +10,10 @@ import tensorflow as tf
 from segexp.callbacks import (
     LearningRateLogger,
     SaveAtEnd,
+    best_epoch,
     build_callbacks,
     checkpoint_paths,
+    load_evaluated_weights,
     resolve_mode,
 )
 from segexp.errors import ConfigError
@@ -46,15 +48,16 @@ def test_defaults_and_order(tmp_path):
     assert isinstance(cbs[0], LearningRateLogger)
     assert [type(c).__name__ for c in cbs] == [
         "LearningRateLogger",
+        "SaveAtEnd",
         "TerminateOnNaN",
         "ModelCheckpoint",
-        "SaveAtEnd",
     ]
-    assert cbs[2].filepath.endswith("checkpoints/best.keras") and cbs[2].save_best_only
-    assert cbs[3].filepath.endswith("checkpoints/last.keras") and isinstance(cbs[3], SaveAtEnd)
+    assert cbs[3].filepath.endswith("checkpoints/best.keras") and cbs[3].save_best_only
+    assert cbs[1].filepath.endswith("checkpoints/last.keras") and isinstance(cbs[1], SaveAtEnd)
     cbs = build_callbacks(
         {
             "terminate_on_nan": False,
+            "evaluate_weights": "last",
             "checkpoint": {"best": False, "last": True, "format": "weights"},
             "early_stopping": {"enabled": True, "monitor": "val_mean_iou", "patience": 2},
         },
@@ -62,11 +65,12 @@ def test_defaults_and_order(tmp_path):
         output_dir=tmp_path,
     )
     names = [type(c).__name__ for c in cbs]
-    assert names == ["LearningRateLogger", "ReduceLROnPlateau", "EarlyStopping", "SaveAtEnd"]
-    assert cbs[1].mode == "max" and cbs[2].patience == 2
-    assert cbs[2].mode == "max"  # higher mean IoU is better (Keras' auto would pick min)
-    assert cbs[3].filepath.endswith("last.weights.h5") and cbs[3].save_weights_only
-    assert isinstance(cbs[3], SaveAtEnd)
+    assert names == ["LearningRateLogger", "SaveAtEnd", "ReduceLROnPlateau", "EarlyStopping"]
+    assert cbs[2].mode == "max" and cbs[3].patience == 2
+    assert cbs[3].mode == "max"  # higher mean IoU is better (Keras' auto would pick min)
+    assert not cbs[3].restore_best_weights  # auto follows evaluate_weights=last
+    assert cbs[1].filepath.endswith("last.weights.h5") and cbs[1].save_weights_only
+    assert isinstance(cbs[1], SaveAtEnd)
 
 
 def test_resolve_mode_and_bad_keys(tmp_path):
@@ -116,6 +120,7 @@ def test_early_stopping_stops(tmp_path):
     trainer = {
         "early_stopping": {"enabled": True, "monitor": "loss", "patience": 1, "min_delta": 100.0},
         "checkpoint": {"best": False, "last": False},
+        "evaluate_weights": "last",
     }
     cbs = build_callbacks(trainer, opt_cfg, output_dir=tmp_path)
     hist = model.fit(ds, epochs=10, callbacks=cbs, verbose=0)
@@ -123,3 +128,51 @@ def test_early_stopping_stops(tmp_path):
     # cosine warm-up: after one epoch (2 steps) the learning rate reached its peak
     assert hist.history["lr"][0] == pytest.approx(0.01)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_restore_best_weights_follows_evaluate_weights(tmp_path):
+    def es(trainer):
+        cbs = build_callbacks(trainer, {"name": "adam"}, output_dir=tmp_path)
+        return next(c for c in cbs if isinstance(c, keras.callbacks.EarlyStopping))
+
+    on = {"enabled": True}
+    assert es({"early_stopping": on}).restore_best_weights  # default best -> auto true
+    assert not es({"early_stopping": on, "evaluate_weights": "last"}).restore_best_weights
+    explicit = {"enabled": True, "restore_best_weights": False}
+    assert not es({"early_stopping": explicit}).restore_best_weights
+    with pytest.raises(ConfigError, match="contradicts trainer.evaluate_weights=last"):
+        es({"early_stopping": {**on, "restore_best_weights": True}, "evaluate_weights": "last"})
+    with pytest.raises(ConfigError, match="trainer.evaluate_weights='final': expected best"):
+        build_callbacks({"evaluate_weights": "final"}, {"name": "adam"}, output_dir=tmp_path)
+
+
+def test_best_epoch_is_the_first_strict_best():
+    history = {"val_loss": [0.9, 0.5, float("nan"), 0.5, 0.7], "acc": [0.1, 0.3, 0.3]}
+    assert best_epoch(history, "val_loss", "min") == 2
+    assert best_epoch(history, "acc", "max") == 2
+    assert best_epoch(history, "missing", "min") is None
+
+
+def test_best_weights_kept_without_best_checkpoint_and_loaded(tmp_path):
+    """checkpoint.best=false still keeps the best epoch's weights for evaluate_weights=best;
+    load_evaluated_weights puts exactly those weights back (epoch 2 of 4 is best here)."""
+    model, ds = tiny_model_and_data()
+    compile_model(model, {"name": "sgd", "learning_rate": 0.1}, epochs=4)
+    trainer = {"checkpoint": {"best": False, "last": False, "monitor": "fake", "mode": "min"}}
+    cbs = build_callbacks(trainer, {"name": "sgd"}, output_dir=tmp_path)
+    snapshots = []
+
+    class Fake(keras.callbacks.Callback):  # a monitor whose best epoch is known: epoch 2
+        def on_epoch_end(self, epoch, logs=None):
+            logs["fake"] = [3.0, 1.0, 2.0, 1.0][epoch]
+            snapshots.append([w.copy() for w in self.model.get_weights()])
+
+    hist = model.fit(ds, epochs=4, callbacks=[Fake(), *cbs], verbose=0)
+    assert (tmp_path / "checkpoints" / "best.weights.h5").is_file()
+    tags = load_evaluated_weights(model, trainer, tmp_path, hist.history)
+    assert tags["segexp.evaluate_weights"] == "best" and tags["segexp.evaluated_epoch"] == "2"
+    for got, want in zip(model.get_weights(), snapshots[1], strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(snapshots[1][0], snapshots[3][0])  # best != last here
+    last = load_evaluated_weights(model, {**trainer, "evaluate_weights": "last"}, tmp_path, {})
+    assert last["segexp.evaluate_weights"] == "last"

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from segexp.errors import ConfigError
 from segexp.losses import SegmentationLoss, build_loss, sample_weight_fn, unet_weight_map
+from segexp.losses.weight_map import object_classes
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "loss"
 NAMES = ["auto", "bce", "cce", "dice", "bce_dice", "ce_dice", "focal", "unet_weighted"]
@@ -217,3 +218,110 @@ def test_keras_applies_per_pixel_sample_weight(jit):
     expected = (w * ce)[valid].sum() / valid.sum()
     assert value == pytest.approx(expected, rel=1e-5)
     assert float(loss.call(tf.constant(y), tf.constant(prob)).shape.rank) == 3
+
+
+# ------------------------------------------------------------- weight map: the object class
+def two_cells_and_a_membrane() -> np.ndarray:
+    """ISBI labelling (cell 0, membrane 1): a one-pixel membrane with a step between two cells,
+    and a membrane frame around the image."""
+    m = np.zeros((12, 16), np.int32)
+    m[0, :] = m[-1, :] = m[:, 0] = m[:, -1] = 1
+    m[1:6, 7] = 1
+    m[6:11, 9] = 1
+    m[6, 7:10] = 1
+    return m
+
+
+def reference_border(objects: np.ndarray, w0: float, sigma: float) -> np.ndarray:
+    """w0 exp(-(d1 + d2)^2 / 2 sigma^2) from scipy distance transforms of each object, the two
+    smallest found by sorting (independent of the running-minimum update in the module)."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(objects)
+    dist = np.stack([ndimage.distance_transform_edt(labels != i) for i in range(1, n + 1)])
+    dist = np.sort(dist, axis=0)
+    return w0 * np.exp(-((dist[0] + dist[1]) ** 2) / (2 * sigma**2))
+
+
+def test_weight_map_separates_cells_when_the_object_class_is_the_cell():
+    m = two_cells_and_a_membrane()
+    membrane = m == 1
+    w0, sigma = 10.0, 5.0
+    cells = unet_weight_map(m, num_classes=2, class_weights="none", object_classes=[0])
+    border = reference_border(~membrane, w0, sigma)
+    np.testing.assert_allclose(cells[membrane], 1.0 + border[membrane], rtol=1e-5)
+    np.testing.assert_allclose(cells[~membrane], 1.0)  # border term on the membrane only
+    # on the straight part of the dividing membrane both cells are one pixel away
+    assert cells[3, 7] == pytest.approx(1.0 + w0 * np.exp(-((1 + 1) ** 2) / (2 * sigma**2)))
+    assert cells[membrane].max() > 9.0
+    # "label != 0" makes the connected membrane mesh the only object: no border term at all
+    mesh = unet_weight_map(m, num_classes=2, class_weights="none")
+    np.testing.assert_allclose(mesh, 1.0)
+
+
+def test_object_class_config_names_and_errors():
+    fn = sample_weight_fn(
+        {"name": "unet_weighted", "object_class": "cell", "class_weights": "none"},
+        num_classes=2,
+        ignore_value=None,
+        class_names=["cell", "membrane"],
+    )
+    m = two_cells_and_a_membrane()
+    w = fn(tf.constant(m[..., None])).numpy()
+    want = unet_weight_map(m, num_classes=2, class_weights="none", object_classes=[0])
+    np.testing.assert_allclose(w, want, rtol=1e-6)
+    assert object_classes("auto", 2) is None
+    assert object_classes([2, "b"], 3, ["a", "b", "c"]) == [2, 1]
+    with pytest.raises(ConfigError, match=r"loss.object_class='cel': .*\['cell', 'membrane'\]"):
+        sample_weight_fn(
+            {"name": "unet_weighted", "object_class": "cel"},
+            num_classes=2,
+            ignore_value=None,
+            class_names=["cell", "membrane"],
+        )
+
+
+def test_isbi_preset_names_the_cell_class(compose):
+    cfg = compose(["loss=unet_weighted", "dataset=isbi2012", "dataset.root=/nowhere"])
+    assert cfg.loss.object_class == "cell"
+    assert compose(["loss=unet_weighted"]).loss.object_class == "auto"
+
+
+def test_weight_maps_are_computed_once_and_follow_augmentation():
+    """Three epochs of a flipped training stream compute each sample's map exactly once, and the
+    map that arrives with each (flipped) mask is the map of that mask."""
+    from segexp.augment import build_augment
+    from segexp.data.pipeline import make_dataset
+
+    base = two_cells_and_a_membrane()
+    masks = np.stack([base, base[::-1], base[:, ::-1]])[..., None]
+    images = masks.astype(np.float32)
+    calls = []
+
+    def np_weights(mask):
+        calls.append(1)
+        return unet_weight_map(mask, num_classes=2, object_classes=[0])
+
+    def weight_fn(mask):
+        w = tf.numpy_function(np_weights, [mask], tf.float32, stateful=False)
+        return tf.reshape(w, tf.shape(mask)[:2])
+
+    ds = make_dataset(
+        tf.data.Dataset.from_tensor_slices((images, masks)),
+        batch_size=3,
+        training=True,
+        seed=1,
+        augment=build_augment({"name": "flip", "horizontal": True, "vertical": True, "p": 0.5}),
+        sample_weight_fn=weight_fn,
+        epochs=3,
+    )
+    batches = list(ds.as_numpy_iterator())
+    assert len(batches) == 3 and len(calls) == 3  # 3 samples x 3 epochs, 3 computations
+    flipped = 0
+    for _, mask, weights in batches:
+        assert mask.shape == (3, 12, 16, 1) and mask.dtype == np.int32
+        for m, w in zip(mask, weights, strict=True):
+            want = unet_weight_map(m, num_classes=2, object_classes=[0])
+            np.testing.assert_allclose(w, want, rtol=1e-6)
+            flipped += not any(np.array_equal(m, s) for s in masks)
+    assert flipped > 0  # augmentation did move masks (and their maps)

@@ -279,9 +279,64 @@ def test_valid_padding_output_crop_and_training() -> None:
 
 
 def test_output_crop_rejects_odd_difference() -> None:
-    model = build_model(preset("unet_small", "padding=valid", "depth=1"), (33, 33, 1), 3)
+    inputs = keras.Input((33, 33, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 2, padding="valid")(inputs))  # 33 -> 32
     with pytest.raises(ConfigError, match="center-cropped"):
         output_crop(model)
+
+
+def _classic_unet_output(n: int, depth: int) -> int | None:
+    """Ronneberger et al.'s size rule, written out independently of the builder: two unpadded
+    3x3 convs (-4) per level, 2x2 pooling that must not floor, 2x2 up-convolutions (x2), and
+    skips cropped evenly; None where the input size does not fit."""
+    skips = []
+    for _ in range(depth):
+        n -= 4
+        if n < 2 or n % 2:
+            return None
+        skips.append(n)
+        n //= 2
+    n -= 4
+    for skip in reversed(skips):
+        n *= 2
+        if n < 1 or n > skip or (skip - n) % 2:
+            return None
+        n -= 4
+    return n if n >= 1 else None
+
+
+VALID_4 = ("padding=valid", "depth=4", "filters=2", "upsampling=transpose", "up_kernel_size=2")
+
+
+def test_valid_padding_original_unet_sizes() -> None:
+    assert _classic_unet_output(572, 4) == 388  # the paper's figure 1
+    model = build_model(preset("unet_small", *VALID_4), (572, 572, 1), 2)
+    assert model.output_shape[1:3] == (388, 388)
+    assert output_crop(model) == (92, 92)
+    fits = [n for n in range(100, 700) if _classic_unet_output(n, 4) is not None]
+    assert 572 in fits and fits[1] - fits[0] == 16  # valid sizes come every 2**depth pixels
+    below = max(n for n in fits if n < 570)
+    above = min(n for n in fits if n > 570)
+    with pytest.raises(ConfigError) as err:
+        build_model(preset("unet_small", *VALID_4), (570, 572, 1), 2)
+    message = str(err.value)
+    assert "\n" not in message and "input height 570" in message
+    assert f"nearest valid heights: {below} or {above}" in message
+    assert "model.input_shape" in message
+
+
+def test_valid_padding_refuses_128_with_the_nearest_sizes() -> None:
+    """unet_small (depth 3) at 128x128 would pool an odd map: refused, nearest sizes named."""
+    depth = int(load_preset("unet_small").depth)
+    fits = [n for n in range(1, 400) if _classic_unet_output(n, depth) is not None]
+    assert _classic_unet_output(128, depth) is None
+    below, above = max(n for n in fits if n < 128), min(n for n in fits if n > 128)
+    vt = ("padding=valid", "upsampling=transpose", "up_kernel_size=2")
+    with pytest.raises(ConfigError, match=f"nearest valid widths: {below} or {above}"):
+        build_model(preset("unet_small", *vt), (above, 128, 1), 2)
+    model = build_model(preset("unet_small", *vt), (above, below, 1), 2)
+    expected = (_classic_unet_output(above, depth), _classic_unet_output(below, depth))
+    assert model.output_shape[1:3] == expected
 
 
 # --- every preset trains one epoch at reduced size -----------------------------------------

@@ -39,7 +39,8 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batch an unbatched ``(image, mask)`` split for ``model.fit``.
 
-    Decoding and resizing happen once (before ``cache``); augmentation runs after the cache on
+    Decoding, resizing and ``sample_weight_fn`` (the U-Net weight map, carried through
+    augmentation with the mask) happen once (before ``cache``); augmentation runs after the cache on
     every epoch, in parallel, with a per-sample stateless seed drawn from ``seed`` so the whole
     stream is reproducible. ``cache`` is True (memory), False, or a file path prefix (disk).
     ``shuffle_buffer`` defaults to 4096 elements, or 256 when ``cache`` is off so that a data
@@ -56,6 +57,15 @@ def make_dataset(
         # A cached split is in memory anyway; a streamed one (cache off) must not be pulled
         # into memory by a large shuffle buffer of decoded images.
         shuffle_buffer = DEFAULT_SHUFFLE_BUFFER if cache else STREAMED_SHUFFLE_BUFFER
+    weighted = sample_weight_fn is not None and target == "mask"
+    if weighted:  # once per sample, cached with it (see segexp/losses/weight_map.py)
+        from segexp.losses.weight_map import pack_weights
+
+        ds = ds.map(
+            lambda image, mask: (image, pack_weights(mask, sample_weight_fn(mask))),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
     if cache is True:
         ds = ds.cache()
     elif cache:
@@ -155,17 +165,23 @@ def _finish(
     if target == "image":
         ds = ds.map(lambda image, _mask: (image, image), num_parallel_calls=AUTOTUNE)
     else:
+        if sample_weight_fn is not None:  # packed into the mask before the cache
+            from segexp.losses.weight_map import unpack_weights
+
+            ds = ds.map(
+                lambda image, packed: (image, *unpack_weights(packed)),
+                num_parallel_calls=AUTOTUNE,
+                deterministic=True,
+            )
         if mask_crop is not None and any(mask_crop):
             crop = tuple(int(c) for c in mask_crop)
             ds = ds.map(
-                lambda image, mask: (image, center_crop_mask(mask, crop)),
+                lambda image, mask, *weights: (
+                    image,
+                    center_crop_mask(mask, crop),
+                    *(center_crop_mask(w, crop) for w in weights),
+                ),
                 num_parallel_calls=AUTOTUNE,
-            )
-        if sample_weight_fn is not None:
-            ds = ds.map(
-                lambda image, mask: (image, mask, sample_weight_fn(mask)),
-                num_parallel_calls=AUTOTUNE,
-                deterministic=True,
             )
     if input_scale != 1.0:
         scale = float(input_scale)

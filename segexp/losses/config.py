@@ -25,6 +25,7 @@ LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "focal": {"gamma": 2.0, "alpha": None},
     "unet_weighted": {
+        "object_class": "auto",
         "w0": 10.0,
         "sigma": 5.0,
         "class_weights": "balanced",

@@ -32,6 +32,7 @@ from segexp.models.common import (
     resolve_head,
     resolve_task,
 )
+from segexp.models.valid_sizes import check_valid_size
 
 UPSAMPLING_MODES = ("transpose", "resize", "transpose_resize")
 DROPOUT_POSITIONS = ("block_end", "after_first_conv")
@@ -254,8 +255,13 @@ def _center_crop(x: Any, height: int, width: int, name: str) -> Any:
 def build_unet(
     cfg: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int
 ) -> keras.Model:
-    """Build a U-Net from a plain config mapping (see :data:`UNET_DEFAULTS` for the keys)."""
+    """Build a U-Net from a plain config mapping (see :data:`UNET_DEFAULTS` for the keys).
+
+    With valid padding, an input size at which a pooling floors an odd feature map or a skip
+    connection would be cropped unevenly is a ConfigError naming the nearest valid sizes.
+    """
     b = _Builder(cfg)
+    check_valid_size(b, tuple(input_shape[:2]), str(cfg.get("name") or "unet"))
     try:
         return _assemble(b, cfg, input_shape, num_classes)
     except ValueError as err:
