@@ -474,3 +474,36 @@ def test_mlflow_runs_and_registry_uris(tmp_path: Path, mlflow_store: str, capsys
         == 2
     )
     assert "models:/missing/3" in capsys.readouterr().err
+
+
+def test_runs_uri_from_another_directory_creates_no_store(
+    tmp_path: Path, mlflow_store: str, monkeypatch, capsys
+):
+    """Without tracking_uri, a runs:/ URI in a directory with no store is refused in one line
+    naming the URI MLflow would use and the key, and no empty mlflow.db appears there; a run
+    the store does not hold is one line naming the store and the key."""
+    import mlflow
+
+    model = threshold_model(TILE)
+    with mlflow.start_run() as run:
+        predict.log_model(model, meta_for(model), name="model", pip_requirements=REQS)
+    Image.fromarray(random_gray(8, 8)).save(tmp_path / "x.png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(None)  # MLflow's default: sqlite:///mlflow.db in the cwd
+    args = [f"model=runs:/{run.info.run_id}/model", f"input={tmp_path / 'x.png'}", "output=o"]
+    assert predict.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "no tracking store at" in err and "mlflow.db" in err and "tracking_uri=" in err
+    assert sorted(p.name for p in elsewhere.iterdir()) == []
+
+    missing = "0123456789abcdef0123456789abcdef"
+    code = predict.main([f"model=runs:/{missing}/model", *args[1:], f"tracking_uri={mlflow_store}"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert mlflow_store in err and "tracking_uri=" in err and missing in err
+    assert sorted(p.name for p in elsewhere.iterdir()) == []

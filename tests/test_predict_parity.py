@@ -196,7 +196,9 @@ def test_tiled_training_predict_reproduces_logged_test_iou(compose, tmp_path, st
         ]
     )
     assert code == 0
-    exact = mean_iou([(t, read_ids(exact_out / f"{s}.png")) for s, (t, _) in zip(stems, pairs)])
+    exact = mean_iou(
+        [(t, read_ids(exact_out / f"{s}.png")) for s, (t, _) in zip(stems, pairs, strict=True)]
+    )
     print(f"logged {logged:.4f} blended {blended:.4f} non-overlapping {exact:.4f}")
     assert 0.55 < logged < 0.999
     assert exact == pytest.approx(logged, abs=0.002)
