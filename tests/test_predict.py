@@ -386,6 +386,9 @@ def test_cli_errors(tmp_path: Path, capsys):
     assert "unknown key 'colour'" in err and "tile_overlap" in err and "tracking_uri" in err
     assert predict.main(["model=a", "input=b", "output=c", "tta=maybe"]) == 2
     assert "tta" in capsys.readouterr().err
+    assert predict.main(["model=a", "input=b", "output=c", "mode=grid"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "mode='grid': expected one of auto, resize, tile" in err
     assert predict.main(["input=b", "output=c"]) == 2
     assert "model=..." in capsys.readouterr().err
     Image.fromarray(random_gray(8, 8)).save(tmp_path / "x.png")
