@@ -28,7 +28,7 @@ BASE = [
     "trainer.verbose=0",
     "trainer.num_sample_images=2",
     "trainer.log_images_every=100",
-    "optimizer.learning_rate=0.005",
+    "optimizer.learning_rate=0.01",
 ]
 
 
@@ -129,7 +129,7 @@ def test_resized_training_predict_reproduces_logged_test_iou(compose, tmp_path, 
             f"dataset.images={img_dir}",
             f"dataset.masks={mask_dir}",
             "dataset.image_size=[64,64]",
-            "trainer.epochs=12",
+            "trainer.epochs=8",
         ],
         test_in,
     )
@@ -173,7 +173,7 @@ def test_tiled_training_predict_reproduces_logged_test_iou(compose, tmp_path, st
             f"dataset.masks={mask_dir}",
             "dataset.image_size=[32,32]",
             "dataset.tile=32",
-            "trainer.epochs=12",
+            "trainer.epochs=8",
         ],
         test_in,
     )
