@@ -194,3 +194,16 @@ def test_tile_grid_rescales_like_resized_tiles():
     assert decode.to_model_grid(image, native, "tile") is image
     labels = np.zeros((50, 30), np.uint8)
     assert decode.from_model_grid(labels, (100, 60), geo, "tile", labels=True).shape == (100, 60)
+
+
+def test_value_range_is_one_rule_for_files_and_arrays():
+    """dtype range for integers; floats kept in [0, 1], /255 in [0, 255], else min-max."""
+    assert decode.value_range(np.zeros(3, np.uint8)) == (0.0, 255.0)
+    assert decode.value_range(np.zeros(3, np.uint16)) == (0.0, 65535.0)
+    assert decode.value_range(np.array([0.0, 0.5, 1.0])) == (0.0, 1.0)
+    assert decode.value_range(np.array([0.0, 200.0])) == (0.0, 255.0)
+    assert decode.value_range(np.array([-2.0, 6.0])) == (-2.0, 8.0)
+    x = np.array([[-2.0, 2.0], [6.0, np.nan]])
+    np.testing.assert_allclose(decode.to_float(x), [[0.0, 0.5], [1.0, 0.0]])
+    # An array loader scales every image by the whole array's range, not its own.
+    np.testing.assert_allclose(decode.to_float(np.array([2.0]), scaling=(-2.0, 8.0)), [0.5])

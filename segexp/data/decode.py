@@ -149,28 +149,39 @@ def _why(err: Exception) -> str:
 
 
 # ----------------------------------------------------------------------------- images
-def to_float(arr: np.ndarray, *, scale: str = "dtype") -> np.ndarray:
-    """Convert an array of any dtype to float32 in ``[0, 1]`` (see module docstring)."""
+def value_range(arr: np.ndarray) -> tuple[float, float]:
+    """``(offset, divisor)`` that bring ``arr`` into ``[0, 1]`` (see module docstring): the
+    dtype's range for integers, floats kept in [0, 1], /255 in [0, 255], else min-max. Array
+    loaders take it over the whole array, files per image (:func:`to_float`)."""
     if arr.dtype == bool:
-        return arr.astype(np.float32)
+        return 0.0, 1.0
     if np.issubdtype(arr.dtype, np.integer):
         if arr.dtype in (np.uint8, np.int8):
-            top = 255.0
-        elif arr.dtype in (np.uint16, np.int16):
-            top = 65535.0
-        else:  # wider ints (Pillow mode "I", int64 arrays): by their range
-            hi = int(arr.max()) if arr.size else 0
-            top = 255.0 if hi <= 255 else 65535.0 if hi <= 65535 else float(hi)
-        return np.clip(arr.astype(np.float32) / top, 0.0, 1.0)
+            return 0.0, 255.0
+        if arr.dtype in (np.uint16, np.int16):
+            return 0.0, 65535.0
+        hi = int(arr.max()) if arr.size else 0  # wider ints (Pillow mode "I"): by their range
+        return 0.0, 255.0 if hi <= 255 else 65535.0 if hi <= 65535 else float(hi)
+    lo, hi = np.inf, -np.inf
+    for start in range(0, len(arr), 1024):  # chunked: memory-mapped arrays stay on disk
+        part = np.asarray(arr[start : start + 1024])
+        if part.size and np.isfinite(part).any():
+            lo, hi = min(lo, float(np.nanmin(part))), max(hi, float(np.nanmax(part)))
+    if not np.isfinite(lo) or (lo >= 0.0 and hi <= 1.0):
+        return 0.0, 1.0
+    if lo >= 0.0 and hi <= 255.0:
+        return 0.0, 255.0
+    return lo, max(hi - lo, 1e-12)
+
+
+def to_float(arr: np.ndarray, *, scaling: tuple[float, float] | None = None) -> np.ndarray:
+    """Convert an array of any dtype to float32 in ``[0, 1]`` by ``scaling = (offset,
+    divisor)`` (:func:`value_range` of ``arr`` itself unless given); NaNs become 0."""
+    offset, divisor = value_range(arr) if scaling is None else scaling
     out = arr.astype(np.float32)
-    if out.size == 0:
-        return out
-    lo, hi = float(np.nanmin(out)), float(np.nanmax(out))
-    if lo >= 0.0 and hi <= 1.0:
-        return np.nan_to_num(out)
-    if lo >= 0.0 and hi <= 255.0 and scale == "dtype":
-        return np.nan_to_num(out / 255.0)
-    return np.nan_to_num((out - lo) / max(hi - lo, 1e-12))
+    if offset or divisor != 1.0:
+        out = (out - np.float32(offset)) / np.float32(divisor)
+    return np.clip(np.nan_to_num(out), 0.0, 1.0)
 
 
 def convert_channels(img: np.ndarray, channels: int, name: str = "image") -> np.ndarray:
