@@ -112,7 +112,7 @@ def run_and_predict(compose, tmp_path, store, overrides, images, *extra):
 def test_resized_training_predict_reproduces_logged_test_iou(compose, tmp_path, store, capsys):
     """160x120 files trained at 64x64 (dataset.resize=resize): predict resizes each whole test
     image to 64x64 and the mask back to 160x120. Brought to the training grid the way the
-    loader brings masks there, predict's masks score the logged test_mean_iou within 0.01; at
+    loader brings masks there, predict's masks score the logged test_mean_iou (within 0.002); at
     native resolution they also score it, up to the resolution loss of the 64x64 grid itself
     (the IoU of the ground truth resampled down and back up)."""
     img_dir, mask_dir = write_blobs(tmp_path / "data", 30, (120, 160))
@@ -149,7 +149,9 @@ def test_resized_training_predict_reproduces_logged_test_iou(compose, tmp_path, 
     on_grid, at_native, best = mean_iou(grid), mean_iou(native), mean_iou(gap)
     print(f"logged {logged:.4f} grid {on_grid:.4f} native {at_native:.4f} best {best:.4f}")
     assert 0.55 < logged < 0.999  # the model learned something, and not everything
-    assert on_grid == pytest.approx(logged, abs=0.01)
+    # On the training grid the two are the same computation on the same pixels: only batch
+    # versus single-image float differences remain, so the bound is far tighter than 0.01.
+    assert on_grid == pytest.approx(logged, abs=0.002)
     assert abs(at_native - logged) <= 0.01 + (1.0 - best)
 
 
