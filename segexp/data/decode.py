@@ -1,13 +1,16 @@
-"""Decoding image and mask files, mapping mask values to class ids, resizing pairs.
+"""The one preprocessing path of training and prediction: decoding image and mask files,
+channel conversion, range scaling, mask values to class ids, resampling/crop/pad/tile geometry
+and the input contract a model records (:func:`training_geometry`) and predict follows.
 
 Reading is done with Pillow (PNG, JPEG, GIF, BMP, WebP) and tifffile (TIFF), in NumPy, so the
 same code validates files eagerly at load time and decodes them inside ``tf.data`` (through
 ``tf.numpy_function``). Pillow is used for masks on purpose: ``tf.io.decode_png`` expands palette
 PNGs to RGB and would lose the class indices stored in them.
 
-Images become float32 ``[H, W, C]`` in ``[0, 1]``:
+Images become float32 ``[H, W, C]`` in ``[0, 1]`` (:func:`value_range`, :func:`to_float`):
 - uint8 / 255, uint16 (16-bit PNG/TIFF) / 65535, bool as 0/1; floats already in [0, 1] are kept,
-  other floats are min-max scaled per image;
+  floats in [0, 255] divided by 255, other floats min-max scaled (per image for files, over
+  the whole array for array loaders);
 - alpha is dropped (RGBA -> RGB, LA -> L), palette and CMYK images become RGB;
 - grayscale -> RGB repeats the channel, RGB -> grayscale uses ITU-R 601 luma (as Pillow does).
 
