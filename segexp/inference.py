@@ -1,10 +1,12 @@
-"""Inference core: image reading, overlap-tile (sliding-window) prediction, flip TTA, outputs.
+"""Inference core: overlap-tile (sliding-window) and whole-image prediction, flip TTA, outputs.
 
 Images of any size are segmented with the training input size as the tile: the image is
 mirror-padded (reflect) at its borders as in the U-Net paper, cut into overlapping tiles
 whose predictions are blended with Gaussian (or uniform) weights, and cropped back to the
 image size. Valid-padding networks (output tile smaller than the input tile) get the
 missing context from the mirror padding, so their output tiles cover the whole image.
+Reading, scaling and resampling are :mod:`segexp.data.decode`'s, the loaders' own functions;
+:class:`Segmenter` applies the training geometry recorded with the model.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from segexp.data import decode
 from segexp.errors import ConfigError, DataError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm")
 NORMALIZATIONS = ("unit", "none")
 BLENDS = ("gaussian", "mean")
 
@@ -43,127 +45,34 @@ _BASE_COLOURS = [
 # --------------------------------------------------------------------------------------------
 
 
-def read_image(path: str | Path, channels: int) -> np.ndarray:
-    """Read an image file as an ``[H, W, channels]`` array in its own dtype (uint8, uint16, ...).
+def model_input(
+    path: str | Path, channels: int, normalization: str = "unit", input_range: float = 1.0
+) -> np.ndarray:
+    """Read an image file as the model input ``[H, W, channels]`` float32, as training did.
 
-    Grayscale, RGB, RGBA, palette, CMYK and 16-bit images are converted to ``channels``
-    (1, 3 or 4): palette images are expanded, RGBA drops alpha for RGB, colour becomes luminance
-    for grayscale. Raises DataError naming the file when it cannot be decoded.
+    ``unit``: decoded and scaled to [0, 1] by :func:`segexp.data.decode.read_image` (the
+    loaders' function), times ``input_range`` (255 for models that rescale inside);
+    ``none``: the stored pixel values as floats.
     """
-    path = Path(path)
-    try:
-        arr = _read_with_pil(path, channels)
-    except Exception as err:  # noqa: BLE001 - any decoder failure is a data error for this file
-        if path.suffix.lower() in (".tif", ".tiff"):
-            try:
-                import tifffile
-
-                arr = _channels_last(np.asarray(tifffile.imread(str(path))))
-            except Exception:  # noqa: BLE001
-                raise DataError(f"{path}: cannot read image ({_one_line(err)})") from None
-        else:
-            raise DataError(f"{path}: cannot read image ({_one_line(err)})") from None
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise DataError(f"{path}: expected a 2-D image, got array of shape {arr.shape}")
-    return convert_channels(arr, channels, name=str(path))
-
-
-def _read_with_pil(path: Path, channels: int) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img.load()  # decode now, so a truncated/corrupt file fails here
-        mode = img.mode
-        if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            arr = np.asarray(img)
-            if mode == "I" and arr.size and arr.min() >= 0 and arr.max() <= 65535:
-                arr = arr.astype(np.uint16)
-            return arr
-        if mode == "P":
-            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        target = {1: "L", 3: "RGB", 4: "RGBA"}.get(channels)
-        if target is None:
-            return np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img)
-        if img.mode != target:
-            if target == "L" and img.mode in ("RGBA", "LA"):
-                img = img.convert("RGB" if img.mode == "RGBA" else "L")
-            img = img.convert(target)
-        return np.asarray(img)
-
-
-def _channels_last(arr: np.ndarray) -> np.ndarray:
-    """TIFF stacks may be channels-first or multi-page: keep one 2-D image, channels last."""
-    while arr.ndim > 3:
-        arr = arr[0]
-    if arr.ndim == 3 and arr.shape[0] <= 4 and arr.shape[-1] > 4:
-        arr = np.moveaxis(arr, 0, -1)
-    return arr
-
-
-def convert_channels(arr: np.ndarray, channels: int, *, name: str = "image") -> np.ndarray:
-    """Convert an ``[H, W, c]`` array to ``[H, W, channels]`` (gray <-> RGB, alpha dropped)."""
-    c = arr.shape[-1]
-    if c == channels:
-        return arr
-    if c == 2:  # gray + alpha
-        arr, c = arr[..., :1], 1
-    if c == 4 and channels in (1, 3):
-        arr, c = arr[..., :3], 3
-    if c == channels:
-        return arr
-    if c == 1:
-        out = np.repeat(arr, min(channels, 3), axis=-1)
-        if channels == 4:
-            alpha = np.full_like(arr, _dtype_max(arr.dtype))
-            out = np.concatenate([out, alpha], axis=-1)
-        if out.shape[-1] == channels:
-            return out
-    if c == 3 and channels == 1:
-        lum = arr.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        return _round_to(lum, arr.dtype)[..., None]
-    if c == 3 and channels == 4:
-        alpha = np.full(arr.shape[:2] + (1,), _dtype_max(arr.dtype), arr.dtype)
-        return np.concatenate([arr, alpha], axis=-1)
-    raise DataError(f"{name}: cannot convert an image with {c} channels to {channels} channels")
-
-
-def _dtype_max(dtype: np.dtype) -> float:
-    return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
-
-
-def _round_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    return values.astype(dtype)
-
-
-def normalize(arr: np.ndarray, normalization: str) -> np.ndarray:
-    """Scale raw pixel values like training did: ``unit`` maps integer images to [0, 1]."""
-    if normalization == "none":
-        return arr.astype(np.float32)
-    if normalization != "unit":
+    if normalization == "unit":
+        image = decode.read_image(path, channels)
+    elif normalization == "none":
+        raw = decode.read_raw(path).astype(np.float32)
+        image = decode.convert_channels(raw, channels, str(path))
+    else:
         raise ConfigError(f"normalization={normalization!r}: expected one of {NORMALIZATIONS}")
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if arr.dtype == np.bool_:
-        return arr.astype(np.float32)
-    if np.issubdtype(arr.dtype, np.integer):
-        scale = 255.0 if arr.size and arr.max() <= 255 and arr.dtype != np.uint16 else 65535.0
-        return np.clip(arr.astype(np.float32) / scale, 0.0, 1.0)
-    return arr.astype(np.float32)  # float images are taken as already in [0, 1]
+    return image * np.float32(input_range) if float(input_range) != 1.0 else image
 
 
-def display_rgb(arr: np.ndarray) -> np.ndarray:
-    """An ``[H, W, 3]`` uint8 rendering of a raw image array (for overlays)."""
-    if arr.dtype != np.uint8:
-        a = arr.astype(np.float32)
-        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """An ``[H, W, 3]`` uint8 rendering of a float image in [0, 1] (other ranges min-max
+    scaled), for overlays."""
+    a = np.asarray(image, np.float32)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
+    if lo < 0.0 or hi > 1.0:
         a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-        arr = np.rint(a * 255).astype(np.uint8)
-    return convert_channels(arr, 3) if arr.shape[-1] != 3 else arr
+    rgb = decode.convert_channels(a, 3, "image")
+    return np.rint(rgb * 255).astype(np.uint8)
 
 
 def palette_colours(num_classes: int) -> np.ndarray:
@@ -205,11 +114,6 @@ def save_mask(mask: np.ndarray, path: str | Path, *, num_classes: int, palette: 
         pal[:num_classes] = palette_colours(num_classes)
         img.putpalette(pal.reshape(-1).tolist())
     img.save(path)
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,3 +306,34 @@ class TiledPredictor:
         if probs.shape[-1] == 1 and self.head == "sigmoid":
             return np.concatenate([1.0 - probs, probs], axis=-1)
         return probs
+
+
+@dataclass
+class Segmenter:
+    """A :class:`TiledPredictor` on the training geometry: ``resize`` predicts the whole image
+    resampled to the model size and resamples the result back (nearest for class ids, bilinear
+    for probabilities); ``tile`` slides over the image at native resolution (rescaled first
+    when training resized its tiles)."""
+
+    tiled: TiledPredictor
+    mode: str = "tile"
+    geometry: dict | None = None
+    last_tiles: int = 0
+
+    def segment(
+        self, image: np.ndarray, *, probabilities: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(mask [H, W], probabilities [H, W, num_classes] or None)`` for a model input."""
+        shape = image.shape[:2]
+        grid = decode.to_model_grid(image, self.geometry, self.mode)
+        self.last_tiles = len(self.tiled.plan(*grid.shape[:2])[0])
+        raw = self.tiled.predict_probs(grid)
+        mask = decode.from_model_grid(
+            self.tiled.to_mask(raw), shape, self.geometry, self.mode, labels=True
+        )
+        probs = None
+        if probabilities:
+            probs = decode.from_model_grid(
+                self.tiled.class_probabilities(raw), shape, self.geometry, self.mode, labels=False
+            )
+        return mask, probs

@@ -48,9 +48,10 @@ class PredictConfig:
     threshold: float = 0.5  # foreground threshold for a one-channel sigmoid head
     batch_size: int = 8  # tiles per forward pass
     tracking_uri: str | None = None  # for runs:/ and models:/ (null: MLflow's default)
+    mode: str = "auto"  # auto (as trained) | resize (whole image) | tile (sliding window)
 
 
-_STR_KEYS = {"model", "input", "output", "blend", "tracking_uri"}
+_STR_KEYS = {"model", "input", "output", "blend", "tracking_uri", "mode"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,20 +104,23 @@ def inference_meta(
     required_multiple: int | None = None,
     task: str = "segmentation",
     input_range: float = 1.0,
+    geometry: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The preprocessing record stored with a trained model and read back by segexp-predict.
+    """The input contract stored with a trained model and read back by segexp-predict.
 
     ``output_crop``/``valid_padding`` are measured with one forward pass at ``input_size``;
     ``required_multiple`` is derived from the model's pooling/stride layers unless given.
     ``input_range`` multiplies the normalised image (255 for models that rescale inside).
+    ``geometry`` is how training brought images to ``input_size``
+    (:func:`segexp.data.decode.training_geometry`); without it predict slides tiles.
     """
     h, w = (int(v) for v in input_size)
     oh, ow, k = _probe(model, (h, w), int(channels))
     crop = [(h - oh) // 2, (w - ow) // 2]
     if head == "auto":
         head = "sigmoid" if k == 1 else "softmax"
-    return {
-        "format": 1,
+    meta = {
+        "format": 2,
         "task": str(task),
         "input_size": [h, w],
         "channels": int(channels),
@@ -130,6 +134,9 @@ def inference_meta(
         "valid_padding": bool(crop[0] or crop[1]),
         "output_crop": crop,
     }
+    if geometry is not None:
+        meta["geometry"] = dict(geometry)
+    return meta
 
 
 def infer_meta_from_model(model: Any, tile: int = DEFAULT_TILE) -> dict[str, Any]:
@@ -160,14 +167,32 @@ def save_local(model: Any, meta: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def model_signature(model: Any) -> Any:
+    """The MLflow signature of a segmentation model: a float32 image batch ``[-1, H, W, C]`` in,
+    float32 scores ``[-1, h, w, K]`` out (-1 where the model takes any size)."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    inp, out = _model_io(model)
+
+    def spec(shape: tuple) -> Any:
+        dims = tuple(-1 if d is None else int(d) for d in shape)
+        return Schema([TensorSpec(np.dtype(np.float32), dims)])
+
+    return ModelSignature(inputs=spec(inp), outputs=spec(out))
+
+
 def log_model(model: Any, meta: dict[str, Any], *, name: str = "model", **kwargs: Any) -> Any:
     """Log ``model`` to the active MLflow run with ``meta`` in the MLmodel metadata and as a
     ``segexp_meta.json`` artifact at the logged model's root. Returns the ModelInfo.
 
     ``kwargs`` go to ``mlflow.keras.log_model`` (e.g. ``registered_model_name``,
-    ``pip_requirements``, which skips MLflow's slow requirement inference)."""
+    ``pip_requirements``, which skips MLflow's slow requirement inference); the signature is
+    :func:`model_signature`'s unless given."""
     import mlflow
 
+    kwargs.setdefault("signature", model_signature(model))
     info = mlflow.keras.log_model(model, name=name, metadata={META_KEY: meta}, **kwargs)
     model_id = getattr(info, "model_id", None)
     if model_id:
@@ -264,6 +289,31 @@ def _load_local(path: Path) -> tuple[Any, dict[str, Any] | None]:
     raise ConfigError(f"model={path}: no MLmodel or {KERAS_FILE} in this directory")
 
 
+def _store_path(uri: str) -> Path | None:
+    """The local file or folder a tracking URI names (SQLite file, file store), else None."""
+    from urllib.parse import unquote, urlparse
+
+    if uri.startswith("sqlite:///"):
+        return Path(unquote(uri[len("sqlite:///") :].split("?", 1)[0]))
+    if uri.startswith("file:"):
+        return Path(unquote(urlparse(uri).path))
+    if "://" not in uri and not uri.startswith(("databricks", "uc")):
+        return Path(uri)
+    return None
+
+
+def _require_store(uri: str, model_uri: str) -> None:
+    """Refuse a local tracking store that does not exist instead of letting MLflow create an
+    empty one (``mlflow.db`` in the working directory) on the way to "not found"."""
+    path = _store_path(uri)
+    if path is not None and not path.exists():
+        raise ConfigError(
+            f"model={model_uri}: no tracking store at {path} (tracking URI {uri}); "
+            "tracking_uri= selects the store that holds the run, e.g. "
+            "tracking_uri=sqlite:///path/to/mlflow.db"
+        )
+
+
 def load_model_and_meta(uri: str, *, tracking_uri: str | None = None) -> tuple[Any, dict[str, Any]]:
     """Load a model and its segexp metadata from an MLflow URI, a local dir or a .keras file.
 
@@ -278,13 +328,16 @@ def load_model_and_meta(uri: str, *, tracking_uri: str | None = None) -> tuple[A
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         if tracking_uri:
             mlflow.set_tracking_uri(tracking_uri)
+        store = mlflow.get_tracking_uri()
+        _require_store(store, uri)
         tmp = tempfile.mkdtemp(prefix="segexp-predict-")
         try:
             local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
         except Exception as err:  # noqa: BLE001
+            shutil.rmtree(tmp, ignore_errors=True)
             raise ConfigError(
-                f"model={uri}: cannot download from tracking URI {mlflow.get_tracking_uri()} "
-                f"({_first_line(err)})"
+                f"model={uri}: cannot download from tracking URI {store} "
+                f"({_first_line(err)}); tracking_uri= selects the store that holds it"
             ) from None
         try:
             model, meta = _load_local(Path(local))
@@ -345,7 +398,7 @@ def _complete_meta(meta: dict[str, Any], model: Any) -> dict[str, Any]:
 
 def find_inputs(spec: str) -> list[Path]:
     """Image files named by a file, a directory (its image files) or a glob pattern."""
-    from segexp.inference import IMAGE_EXTENSIONS
+    from segexp.data.decode import IMAGE_EXTENSIONS
 
     path = Path(spec).expanduser()
     if path.is_file():
@@ -429,21 +482,22 @@ def predict_files(
         try:
             if mask_path.resolve() in resolved:
                 raise DataError(f"{path}: the mask {mask_path} would overwrite an input image")
-            raw = inf.read_image(path, int(meta["channels"]))
-            image = inf.normalize(raw, str(meta["normalization"]))
-            if float(meta.get("input_range") or 1.0) != 1.0:
-                image *= float(meta["input_range"])  # model expects e.g. raw 0..255 pixels
-            probs = predictor.predict_probs(image)
-            mask = predictor.to_mask(probs)
+            image = inf.model_input(
+                path,
+                int(meta["channels"]),
+                str(meta["normalization"]),
+                float(meta.get("input_range") or 1.0),
+            )
+            mask, probs = predictor.segment(image, probabilities=save_probs)
             inf.save_mask(mask, mask_path, num_classes=n_classes, palette=palette)
             if overlay:
-                ov = inf.overlay(inf.display_rgb(raw), mask, n_classes)
+                ov = inf.overlay(inf.display_rgb(image), mask, n_classes)
                 Image.fromarray(ov).save(out_dir / f"{stem}_overlay.png")
             if save_probs:
-                np.save(out_dir / f"{stem}_probs.npy", predictor.class_probabilities(probs))
+                np.save(out_dir / f"{stem}_probs.npy", probs)
             written.append(mask_path)
             h, w = mask.shape
-            tiles = len(predictor.plan(h, w)[0]) if hasattr(predictor, "plan") else 1
+            tiles = predictor.last_tiles
             status = f"ok ({w}x{h}, {tiles} tile{'s' if tiles > 1 else ''})"
         except Exception as err:  # noqa: BLE001 - report this file and go on with the others
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -458,10 +512,13 @@ def predict_files(
 
 
 def make_predictor(model: Any, meta: dict[str, Any], cfg: PredictConfig) -> Any:
-    """A TiledPredictor for ``model`` configured from ``meta`` and the CLI keys."""
-    from segexp.inference import TiledPredictor
+    """A :class:`~segexp.inference.Segmenter` for ``model`` configured from ``meta`` and the
+    CLI keys, in the mode ``cfg.mode`` selects (see :func:`choose_mode`)."""
+    from segexp.inference import Segmenter, TiledPredictor
 
-    return TiledPredictor(
+    mode, _ = choose_mode(meta, cfg.mode)
+    geometry = meta.get("geometry") or {"kind": "resize", "size": list(meta["input_size"])}
+    tiled = TiledPredictor(
         model=model,
         tile=tuple(int(v) for v in meta["input_size"]),
         channels=int(meta["channels"]),
@@ -474,6 +531,15 @@ def make_predictor(model: Any, meta: dict[str, Any], cfg: PredictConfig) -> Any:
         batch_size=int(cfg.batch_size),
         threshold=float(cfg.threshold),
     )
+    return Segmenter(tiled, mode=mode, geometry=geometry)
+
+
+def choose_mode(meta: dict[str, Any], requested: str = "auto") -> tuple[str, str]:
+    """``(mode, reason)`` for segexp-predict: ``mode=auto`` follows the training geometry
+    stored with the model (resized whole images -> ``resize``, native tiles -> ``tile``)."""
+    from segexp.data.decode import predict_mode
+
+    return predict_mode(meta.get("geometry"), requested)
 
 
 # --------------------------------------------------------------------------------------------
@@ -533,6 +599,7 @@ def parse_args(argv: list[str]) -> PredictConfig:
         raise ConfigError(f"batch_size={result.batch_size}: expected a positive integer")
     if not 0 <= result.threshold <= 1:
         raise ConfigError(f"threshold={result.threshold}: expected a value in [0, 1]")
+    choose_mode({}, result.mode)  # checks the value
     return result
 
 
@@ -541,6 +608,8 @@ def run(cfg: PredictConfig, *, progress: bool = True) -> int:
     files = find_inputs(cfg.input)
     model, meta = load_model_and_meta(cfg.model, tracking_uri=cfg.tracking_uri)
     predictor = make_predictor(model, meta, cfg)
+    mode, reason = choose_mode(meta, cfg.mode)
+    print(f"{PROG}: mode={mode} {reason}", flush=True)
     start = time.monotonic()
     written, failed = predict_files(
         files,

@@ -537,6 +537,7 @@ def _use_evaluated_weights(job: Job, history: dict[str, list[float]]) -> None:
 
 def inference_meta(cfg: DictConfig, model: keras.Model, source, head: str, task: str) -> dict:
     """What `segexp-predict` needs to preprocess new images like the training data."""
+    from segexp.data.decode import training_geometry
     from segexp.models import input_range
     from segexp.predict import inference_meta as meta_for
 
@@ -550,6 +551,7 @@ def inference_meta(cfg: DictConfig, model: keras.Model, source, head: str, task:
         head=head,
         task=task,
         input_range=input_range(cfg.model),
+        geometry=training_geometry(cfg.dataset, (h, w)),
     )
     meta["ignore_value"] = source.ignore_value
     return meta

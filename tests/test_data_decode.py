@@ -120,3 +120,90 @@ def test_fingerprints_follow_content(tmp_path):
     assert splitlib.fingerprint_arrays(x) == splitlib.fingerprint_arrays(x.copy())
     assert splitlib.fingerprint_arrays(x) != splitlib.fingerprint_arrays(x + 1)
     assert splitlib.class_frequencies([1, 3], ["a", "b"]) == {"a": 0.25, "b": 0.75}
+
+
+def test_training_geometry_and_predict_mode():
+    """The contract names what training did; auto maps whole-image resizing to resize and
+    native-resolution training (tiles, crops, generated images) to tile, and says why."""
+    resize = decode.training_geometry({"resize": "resize", "tile": None}, (64, 48))
+    assert resize == {
+        "size": [64, 48],
+        "image_interpolation": "bilinear_antialias",
+        "mask_interpolation": "nearest",
+        "kind": "resize",
+    }
+    assert decode.predict_mode(resize) == (
+        "resize",
+        "because the model was trained on whole images resized to 64x48",
+    )
+    pad = decode.training_geometry({"resize": "pad"}, (32, 32))
+    assert decode.predict_mode(pad)[0] == "resize" and "letterbox" in decode.predict_mode(pad)[1]
+    tile = decode.training_geometry({"resize": "resize", "tile": 256}, (256, 256))
+    assert tile["kind"] == "tile" and tile["tile"] == 256
+    assert decode.predict_mode(tile) == (
+        "tile",
+        "because the model was trained on native-resolution 256x256 tiles (dataset.tile=256)",
+    )
+    assert decode.predict_mode(decode.training_geometry({"resize": "crop"}, (8, 8)))[0] == "tile"
+    native = decode.training_geometry({"image_size": [64, 64]}, (64, 64))  # synthetic: no resize
+    assert native["kind"] == "native" and decode.predict_mode(native)[0] == "tile"
+    mode, why = decode.predict_mode(tile, "resize")
+    assert mode == "resize" and why.startswith("as requested")
+    mode, why = decode.predict_mode(None)
+    assert mode == "tile" and "records no training geometry" in why and "mode=resize" in why
+    with pytest.raises(ConfigError, match=r"mode='grid': expected one of auto, resize, tile"):
+        decode.predict_mode(resize, "grid")
+
+
+@pytest.mark.parametrize("kind", ["resize", "pad"])
+def test_model_grid_is_the_training_resampling(kind):
+    """Predict's image on the model grid is exactly what the loader's resize_pair feeds
+    training, and the way back puts a prediction of the training mask over the original
+    pixels: the letterbox padding (here the ignore value 255) is cut off, not stretched in."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    image = rng.random((45, 70, 3)).astype(np.float32)
+    mask = np.zeros((45, 70, 1), np.int32)
+    mask[10:30, 20:50] = 1
+    geo = decode.training_geometry({"resize": kind}, (32, 32))
+    train_im, train_mask = decode.resize_pair(
+        tf.constant(image), tf.constant(mask), (32, 32), kind, 255
+    )
+    np.testing.assert_allclose(
+        decode.to_model_grid(image, geo, "resize"), train_im.numpy(), atol=1e-6
+    )
+    back = decode.from_model_grid(train_mask.numpy()[..., 0], (45, 70), geo, "resize", labels=True)
+    assert back.shape == (45, 70) and set(np.unique(back)) == {0, 1}
+    inner = back[14:26, 26:44]  # well inside the box, away from resampled edges
+    assert (inner == 1).all() and back[:5].max() == 0 and back[:, :12].max() == 0
+    m = train_mask.numpy()[..., 0]
+    probs = np.stack([m == 0, m == 1], -1).astype(np.float32)  # padded pixels sum to 0
+    assert (kind == "pad") == bool((probs.sum(-1) == 0).any())
+    soft = decode.from_model_grid(probs, (45, 70), geo, "resize", labels=False)
+    assert soft.shape == (45, 70, 2) and soft.dtype == np.float32
+    np.testing.assert_allclose(soft.sum(-1), 1.0, atol=1e-5)  # no padding resampled in
+
+
+def test_tile_grid_rescales_like_resized_tiles():
+    """Training cut 64-px tiles and resized them to 32x32: predict halves the image first."""
+    geo = decode.training_geometry({"resize": "resize", "tile": 64}, (32, 32))
+    image = np.random.default_rng(2).random((100, 60, 1)).astype(np.float32)
+    assert decode.to_model_grid(image, geo, "tile").shape == (50, 30, 1)
+    native = decode.training_geometry({"resize": "resize", "tile": 32}, (32, 32))
+    assert decode.to_model_grid(image, native, "tile") is image
+    labels = np.zeros((50, 30), np.uint8)
+    assert decode.from_model_grid(labels, (100, 60), geo, "tile", labels=True).shape == (100, 60)
+
+
+def test_value_range_is_one_rule_for_files_and_arrays():
+    """dtype range for integers; floats kept in [0, 1], /255 in [0, 255], else min-max."""
+    assert decode.value_range(np.zeros(3, np.uint8)) == (0.0, 255.0)
+    assert decode.value_range(np.zeros(3, np.uint16)) == (0.0, 65535.0)
+    assert decode.value_range(np.array([0.0, 0.5, 1.0])) == (0.0, 1.0)
+    assert decode.value_range(np.array([0.0, 200.0])) == (0.0, 255.0)
+    assert decode.value_range(np.array([-2.0, 6.0])) == (-2.0, 8.0)
+    x = np.array([[-2.0, 2.0], [6.0, np.nan]])
+    np.testing.assert_allclose(decode.to_float(x), [[0.0, 0.5], [1.0, 0.0]])
+    # An array loader scales every image by the whole array's range, not its own.
+    np.testing.assert_allclose(decode.to_float(np.array([2.0]), scaling=(-2.0, 8.0)), [0.5])

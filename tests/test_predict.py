@@ -94,8 +94,12 @@ def meta_for(model, size=TILE, channels=1, num_classes=2, head="sigmoid", **kw) 
     )
 
 
-def predictor(model, meta, **kw) -> inf.TiledPredictor:
+def segmenter(model, meta, **kw) -> inf.Segmenter:
     return predict.make_predictor(model, meta, predict.PredictConfig(**kw))
+
+
+def predictor(model, meta, **kw) -> inf.TiledPredictor:
+    return segmenter(model, meta, **kw).tiled
 
 
 def random_gray(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -184,7 +188,7 @@ def test_threshold_model_exact_at_any_size():
     pred = predictor(model, meta_for(model))
     for h, w in [(80, 80), (37, 53), (7, 5), (1, 40), (32, 32), (100, 33)]:
         gray = random_gray(h, w, seed=h * w)
-        probs = pred.predict_probs(inf.normalize(gray[..., None], "unit"))
+        probs = pred.predict_probs(gray[..., None].astype(np.float32) / 255.0)
         mask = pred.to_mask(probs)
         assert mask.shape == (h, w)
         np.testing.assert_array_equal(mask, expected_threshold_mask(gray))
@@ -243,7 +247,9 @@ def test_tta_averages_flips():
 # --------------------------------------------------------------------------------------------
 
 
-def test_read_image_converts_modes(tmp_path: Path):
+def test_model_input_uses_the_loaders_decoding(tmp_path: Path):
+    """Predict reads files with the loaders' decode.read_image: gray/RGB/RGBA/palette/16-bit
+    give the same [0, 1] floats, times input_range; normalization=none keeps stored values."""
     gray = random_gray(9, 13)
     rgb = np.repeat(gray[..., None], 3, -1)
     rgba = np.concatenate([rgb, np.full((9, 13, 1), 7, np.uint8)], -1)
@@ -251,16 +257,21 @@ def test_read_image_converts_modes(tmp_path: Path):
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
     Image.fromarray(gray).convert("P").save(tmp_path / "p.png")
     Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "16.png")
-    for name in ("g.png", "a.png", "p.png"):
-        one = inf.read_image(tmp_path / name, 1)
-        three = inf.read_image(tmp_path / name, 3)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "f.tif", gray.astype(np.float32))  # 0..255 floats
+    expected = gray.astype(np.float32) / 255.0
+    for name in ("g.png", "a.png", "p.png", "16.png", "f.tif"):
+        one = inf.model_input(tmp_path / name, 1)
+        three = inf.model_input(tmp_path / name, 3)
         assert one.shape == (9, 13, 1) and three.shape == (9, 13, 3)
-        np.testing.assert_array_equal(one[..., 0], gray)
-        np.testing.assert_array_equal(three, rgb)
-    sixteen = inf.read_image(tmp_path / "16.png", 1)
-    assert sixteen.dtype == np.uint16
-    np.testing.assert_allclose(inf.normalize(sixteen, "unit")[..., 0], gray / 255.0, atol=1e-6)
-    assert inf.read_image(tmp_path / "g.png", 4)[..., 3].min() == 255
+        assert one.dtype == np.float32
+        np.testing.assert_allclose(one[..., 0], expected, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(three, np.repeat(one, 3, -1), atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(
+        inf.model_input(tmp_path / "g.png", 1, input_range=255.0)[..., 0], gray, atol=1e-4
+    )
+    np.testing.assert_array_equal(inf.model_input(tmp_path / "g.png", 1, "none")[..., 0], gray)
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,7 +369,7 @@ def test_input_range_and_none_normalization(tmp_path: Path):
     Image.fromarray(gray).save(tmp_path / "x.png")
     for extra in ({"input_range": 255.0}, {"normalization": "none"}):
         meta = meta_for(model, **extra)
-        pred = predictor(model, meta)
+        pred = segmenter(model, meta)
         written, failed = predict.predict_files(
             [tmp_path / "x.png"], tmp_path / "o", pred, meta, progress=False
         )
@@ -375,6 +386,9 @@ def test_cli_errors(tmp_path: Path, capsys):
     assert "unknown key 'colour'" in err and "tile_overlap" in err and "tracking_uri" in err
     assert predict.main(["model=a", "input=b", "output=c", "tta=maybe"]) == 2
     assert "tta" in capsys.readouterr().err
+    assert predict.main(["model=a", "input=b", "output=c", "mode=grid"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "mode='grid': expected one of auto, resize, tile" in err
     assert predict.main(["input=b", "output=c"]) == 2
     assert "model=..." in capsys.readouterr().err
     Image.fromarray(random_gray(8, 8)).save(tmp_path / "x.png")
@@ -463,3 +477,36 @@ def test_mlflow_runs_and_registry_uris(tmp_path: Path, mlflow_store: str, capsys
         == 2
     )
     assert "models:/missing/3" in capsys.readouterr().err
+
+
+def test_runs_uri_from_another_directory_creates_no_store(
+    tmp_path: Path, mlflow_store: str, monkeypatch, capsys
+):
+    """Without tracking_uri, a runs:/ URI in a directory with no store is refused in one line
+    naming the URI MLflow would use and the key, and no empty mlflow.db appears there; a run
+    the store does not hold is one line naming the store and the key."""
+    import mlflow
+
+    model = threshold_model(TILE)
+    with mlflow.start_run() as run:
+        predict.log_model(model, meta_for(model), name="model", pip_requirements=REQS)
+    Image.fromarray(random_gray(8, 8)).save(tmp_path / "x.png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(None)  # MLflow's default: sqlite:///mlflow.db in the cwd
+    args = [f"model=runs:/{run.info.run_id}/model", f"input={tmp_path / 'x.png'}", "output=o"]
+    assert predict.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "no tracking store at" in err and "mlflow.db" in err and "tracking_uri=" in err
+    assert sorted(p.name for p in elsewhere.iterdir()) == []
+
+    missing = "0123456789abcdef0123456789abcdef"
+    code = predict.main([f"model=runs:/{missing}/model", *args[1:], f"tracking_uri={mlflow_store}"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert mlflow_store in err and "tracking_uri=" in err and missing in err
+    assert sorted(p.name for p in elsewhere.iterdir()) == []

@@ -10,7 +10,7 @@ from segexp.predict import main as predict_main
 from tests.conftest import TINY
 
 
-def test_trained_model_segments_images_of_any_size(compose, store, tmp_path):
+def test_trained_model_segments_images_of_any_size(compose, store, tmp_path, capsys):
     from segexp.runner import train
 
     cfg = compose(
@@ -48,6 +48,8 @@ def test_trained_model_segments_images_of_any_size(compose, store, tmp_path):
             ]
         )
         assert code == 1  # one corrupt file: reported, the others still segmented
+        said = capsys.readouterr().out
+        assert "mode=tile because the model was trained on 32x32 images at their native" in said
         for name, (h, w) in {**sizes, "rgba": (40, 40)}.items():
             mask = np.asarray(Image.open(out / f"{name}.png"))
             assert mask.shape == (h, w), name

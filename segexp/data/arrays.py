@@ -55,29 +55,6 @@ def load_array(path: Path, key: str | None = None, what: str = "array") -> np.nd
         raise DataError(f"cannot read {path}: corrupt or not a NumPy file ({msg})") from None
 
 
-def image_scaler(images: np.ndarray) -> tuple[float, float]:
-    """``(offset, divisor)`` that bring the whole image array into ``[0, 1]`` (dtype range for
-    integers; floats kept when in [0, 1], /255 when in [0, 255], else min-max over the array)."""
-    if images.dtype == bool:
-        return 0.0, 1.0
-    if images.dtype in (np.uint8, np.int8):
-        return 0.0, 255.0
-    if images.dtype in (np.uint16, np.int16):
-        return 0.0, 65535.0
-    lo, hi = np.inf, -np.inf
-    for start in range(0, len(images), 1024):
-        part = np.asarray(images[start : start + 1024])
-        if part.size:
-            lo, hi = min(lo, float(np.nanmin(part))), max(hi, float(np.nanmax(part)))
-    if not np.isfinite(lo):
-        return 0.0, 1.0
-    if lo >= 0 and hi <= 1:
-        return 0.0, 1.0
-    if lo >= 0 and hi <= 255:
-        return 0.0, 255.0
-    return lo, max(hi - lo, 1e-12)
-
-
 def _mask_format(masks: np.ndarray, cfg: Any, num_classes: int, name: str) -> str:
     fmt = str(opt(cfg, "mask_format", "auto"))
     if fmt not in ("auto", "index", "onehot"):
@@ -203,12 +180,12 @@ def build_array_source(
         }
     split_idx = dict(split_idx)
     split_idx["train"] = splitlib.limit(split_idx["train"], cfg.get("train_size"), seed)
-    offset, divisor = image_scaler(images)
+    scaling = decode.value_range(images)  # one range for the whole array
     zeros = np.zeros(images.shape[1:3] + (1,), np.int32)
 
     def load_fn(i: int) -> tuple[np.ndarray, np.ndarray]:
-        image = (np.asarray(images[i], np.float32) - offset) / divisor
-        image = decode.convert_channels(np.clip(image, 0.0, 1.0), channels, f"{names[0]}[{i}]")
+        image = decode.to_float(np.asarray(images[i]), scaling=scaling)
+        image = decode.convert_channels(image, channels, f"{names[0]}[{i}]")
         if masks is None:
             return image, zeros
         return image, _ids(np.asarray(masks[i : i + 1]), fmt, mask_map)[0][..., None]

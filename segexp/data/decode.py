@@ -1,13 +1,16 @@
-"""Decoding image and mask files, mapping mask values to class ids, resizing pairs.
+"""The one preprocessing path of training and prediction: decoding image and mask files,
+channel conversion, range scaling, mask values to class ids, resampling/crop/pad/tile geometry
+and the input contract a model records (:func:`training_geometry`) and predict follows.
 
 Reading is done with Pillow (PNG, JPEG, GIF, BMP, WebP) and tifffile (TIFF), in NumPy, so the
 same code validates files eagerly at load time and decodes them inside ``tf.data`` (through
 ``tf.numpy_function``). Pillow is used for masks on purpose: ``tf.io.decode_png`` expands palette
 PNGs to RGB and would lose the class indices stored in them.
 
-Images become float32 ``[H, W, C]`` in ``[0, 1]``:
+Images become float32 ``[H, W, C]`` in ``[0, 1]`` (:func:`value_range`, :func:`to_float`):
 - uint8 / 255, uint16 (16-bit PNG/TIFF) / 65535, bool as 0/1; floats already in [0, 1] are kept,
-  other floats are min-max scaled per image;
+  floats in [0, 255] divided by 255, other floats min-max scaled (per image for files, over
+  the whole array for array loaders);
 - alpha is dropped (RGBA -> RGB, LA -> L), palette and CMYK images become RGB;
 - grayscale -> RGB repeats the channel, RGB -> grayscale uses ITU-R 601 luma (as Pillow does).
 
@@ -149,28 +152,39 @@ def _why(err: Exception) -> str:
 
 
 # ----------------------------------------------------------------------------- images
-def to_float(arr: np.ndarray, *, scale: str = "dtype") -> np.ndarray:
-    """Convert an array of any dtype to float32 in ``[0, 1]`` (see module docstring)."""
+def value_range(arr: np.ndarray) -> tuple[float, float]:
+    """``(offset, divisor)`` that bring ``arr`` into ``[0, 1]`` (see module docstring): the
+    dtype's range for integers, floats kept in [0, 1], /255 in [0, 255], else min-max. Array
+    loaders take it over the whole array, files per image (:func:`to_float`)."""
     if arr.dtype == bool:
-        return arr.astype(np.float32)
+        return 0.0, 1.0
     if np.issubdtype(arr.dtype, np.integer):
         if arr.dtype in (np.uint8, np.int8):
-            top = 255.0
-        elif arr.dtype in (np.uint16, np.int16):
-            top = 65535.0
-        else:  # wider ints (Pillow mode "I", int64 arrays): by their range
-            hi = int(arr.max()) if arr.size else 0
-            top = 255.0 if hi <= 255 else 65535.0 if hi <= 65535 else float(hi)
-        return np.clip(arr.astype(np.float32) / top, 0.0, 1.0)
+            return 0.0, 255.0
+        if arr.dtype in (np.uint16, np.int16):
+            return 0.0, 65535.0
+        hi = int(arr.max()) if arr.size else 0  # wider ints (Pillow mode "I"): by their range
+        return 0.0, 255.0 if hi <= 255 else 65535.0 if hi <= 65535 else float(hi)
+    lo, hi = np.inf, -np.inf
+    for start in range(0, len(arr), 1024):  # chunked: memory-mapped arrays stay on disk
+        part = np.asarray(arr[start : start + 1024])
+        if part.size and np.isfinite(part).any():
+            lo, hi = min(lo, float(np.nanmin(part))), max(hi, float(np.nanmax(part)))
+    if not np.isfinite(lo) or (lo >= 0.0 and hi <= 1.0):
+        return 0.0, 1.0
+    if lo >= 0.0 and hi <= 255.0:
+        return 0.0, 255.0
+    return lo, max(hi - lo, 1e-12)
+
+
+def to_float(arr: np.ndarray, *, scaling: tuple[float, float] | None = None) -> np.ndarray:
+    """Convert an array of any dtype to float32 in ``[0, 1]`` by ``scaling = (offset,
+    divisor)`` (:func:`value_range` of ``arr`` itself unless given); NaNs become 0."""
+    offset, divisor = value_range(arr) if scaling is None else scaling
     out = arr.astype(np.float32)
-    if out.size == 0:
-        return out
-    lo, hi = float(np.nanmin(out)), float(np.nanmax(out))
-    if lo >= 0.0 and hi <= 1.0:
-        return np.nan_to_num(out)
-    if lo >= 0.0 and hi <= 255.0 and scale == "dtype":
-        return np.nan_to_num(out / 255.0)
-    return np.nan_to_num((out - lo) / max(hi - lo, 1e-12))
+    if offset or divisor != 1.0:
+        out = (out - np.float32(offset)) / np.float32(divisor)
+    return np.clip(np.nan_to_num(out), 0.0, 1.0)
 
 
 def convert_channels(img: np.ndarray, channels: int, name: str = "image") -> np.ndarray:
@@ -341,6 +355,29 @@ def mask_map_from_cfg(cfg: Any, num_classes: int) -> MaskMap:
 
 
 # ----------------------------------------------------------------------------- TF geometry
+def resample(x: Any, size: Any, *, labels: bool = False) -> Any:
+    """Resize an ``[H, W, C]`` array or tensor to ``size``: bilinear with antialiasing for
+    images and probabilities, nearest neighbour for class ids (``labels``). The one resampling
+    rule of training (:func:`resize_pair`) and of prediction (:func:`to_model_grid`)."""
+    import tensorflow as tf
+
+    if labels:
+        return tf.image.resize(x, size, method="nearest")
+    return tf.image.resize(x, size, method="bilinear", antialias=True)
+
+
+def letterbox_size(shape: Any, size: tuple[int, int]) -> Any:
+    """``(h, w)`` an image of ``shape`` is scaled to before padding to ``size`` (``pad`` mode):
+    the aspect ratio kept, rounded half to even, at least 1, at most ``size``."""
+    import tensorflow as tf
+
+    h, w = int(size[0]), int(size[1])
+    shape = tf.cast(shape, tf.float32)
+    scale = tf.minimum(h / shape[0], w / shape[1])
+    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
+    return tf.minimum(new, [h, w])
+
+
 def resize_pair(
     image: Any, mask: Any, size: tuple[int, int], mode: str = "resize", fill: int = 0
 ) -> tuple[Any, Any]:
@@ -355,16 +392,13 @@ def resize_pair(
     h, w = int(size[0]), int(size[1])
     channels = image.shape[-1]
     if mode == "resize":
-        image = tf.image.resize(image, (h, w), method="bilinear", antialias=True)
-        mask = tf.image.resize(mask, (h, w), method="nearest")
+        image = resample(image, (h, w))
+        mask = resample(mask, (h, w), labels=True)
     elif mode in ("crop", "pad"):
         if mode == "pad":
-            shape = tf.cast(tf.shape(image)[:2], tf.float32)
-            scale = tf.minimum(h / shape[0], w / shape[1])
-            new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
-            new = tf.minimum(new, [h, w])
-            image = tf.image.resize(image, new, method="bilinear", antialias=True)
-            mask = tf.image.resize(mask, new, method="nearest")
+            new = letterbox_size(tf.shape(image)[:2], (h, w))
+            image = resample(image, new)
+            mask = resample(mask, new, labels=True)
         image, mask = _crop_or_pad(image, mask, h, w, fill)
     else:
         raise ConfigError(f"dataset.resize={mode!r}: expected one of {', '.join(RESIZE_MODES)}")
@@ -409,3 +443,120 @@ def tiles_per_image(shape: tuple[int, int], tile: int | None) -> int:
     if not tile:
         return 1
     return (shape[0] // tile) * (shape[1] // tile)
+
+
+# ----------------------------------------------------------------------------- input contract
+PREDICT_MODES = ("auto", "resize", "tile")
+
+
+def training_geometry(dataset_cfg: Any, size: tuple[int, int] | list[int]) -> dict[str, Any]:
+    """How training brought images to the model input ``size`` (stored with the model).
+
+    ``kind``: ``resize`` / ``pad`` / ``crop`` (``dataset.resize``, whole images), ``tile``
+    (``dataset.tile`` patches cut at native resolution, then brought to ``size`` by ``then``),
+    or ``native`` (generated at ``size``, no resampling)."""
+    h, w = (int(v) for v in size)
+    tile, resize = dataset_cfg.get("tile"), dataset_cfg.get("resize")
+    geo: dict[str, Any] = {
+        "size": [h, w],
+        "image_interpolation": "bilinear_antialias",
+        "mask_interpolation": "nearest",
+    }
+    if tile:
+        geo.update(kind="tile", tile=int(tile), then=str(resize or "resize"))
+    elif resize is None:
+        geo.update(kind="native")
+    else:
+        geo.update(kind=str(resize))
+    return geo
+
+
+def describe_geometry(geo: dict[str, Any]) -> str:
+    """What training did, in words (for segexp-predict's mode message)."""
+    h, w = geo["size"]
+    kind = geo.get("kind")
+    if kind == "resize":
+        return f"whole images resized to {h}x{w}"
+    if kind == "pad":
+        return f"whole images scaled to fit {h}x{w} and padded (letterbox)"
+    if kind == "crop":
+        return f"native-resolution centre crops of {h}x{w}"
+    if kind == "tile":
+        t = int(geo["tile"])
+        extra = "" if [t, t] == [h, w] else f", resized to {h}x{w}"
+        return f"native-resolution {t}x{t} tiles (dataset.tile={t}){extra}"
+    return f"{h}x{w} images at their native resolution"
+
+
+def predict_mode(geo: dict[str, Any] | None, requested: str = "auto") -> tuple[str, str]:
+    """``(mode, reason)``: ``resize`` (whole image at the model size) or ``tile`` (sliding
+    window), chosen from the training geometry unless ``requested`` says which."""
+    if requested not in PREDICT_MODES:
+        raise ConfigError(f"mode={requested!r}: expected one of {', '.join(PREDICT_MODES)}")
+    if not geo or "kind" not in geo:
+        if requested != "auto":
+            return requested, "as requested (the model records no training geometry)"
+        return "tile", (
+            "the model's metadata records no training geometry (saved by an older segexp): "
+            "sliding the input size over native-resolution images; pass mode=resize if it was "
+            "trained on resized whole images"
+        )
+    trained = f"the model was trained on {describe_geometry(geo)}"
+    if requested != "auto":
+        return requested, f"as requested ({trained})"
+    return ("resize" if geo["kind"] in ("resize", "pad") else "tile"), f"because {trained}"
+
+
+def _tile_scale(geo: dict[str, Any] | None) -> tuple[float, float]:
+    if not geo or geo.get("kind") != "tile" or geo.get("then") != "resize":
+        return 1.0, 1.0
+    t = float(geo["tile"])
+    return geo["size"][0] / t, geo["size"][1] / t
+
+
+def to_model_grid(image: np.ndarray, geo: dict[str, Any] | None, mode: str) -> np.ndarray:
+    """A float ``[H, W, C]`` image as training resampled it: the whole image at the model size
+    (``resize``; letterboxed for ``pad``), or rescaled like the training tiles (``tile``)."""
+    import tensorflow as tf
+
+    h, w = image.shape[:2]
+    if mode == "tile":
+        sy, sx = _tile_scale(geo)
+        if (sy, sx) == (1.0, 1.0):
+            return image
+        size = (max(round(h * sy), 1), max(round(w * sx), 1))
+        return np.asarray(resample(image, size), np.float32)
+    if geo is None:
+        raise ConfigError("mode=resize needs the model input size")
+    size = tuple(int(v) for v in geo["size"])
+    if geo.get("kind") != "pad":
+        return np.clip(np.asarray(resample(image, size), np.float32), 0.0, 1.0)
+    nh, nw = (int(v) for v in np.asarray(letterbox_size((h, w), size)))
+    small = tf.clip_by_value(resample(image, (nh, nw)), 0.0, 1.0)
+    top, left = (size[0] - nh) // 2, (size[1] - nw) // 2
+    pads = [[top, size[0] - nh - top], [left, size[1] - nw - left], [0, 0]]
+    return np.asarray(tf.pad(small, pads), np.float32)
+
+
+def from_model_grid(
+    pred: np.ndarray,
+    shape: tuple[int, int],
+    geo: dict[str, Any] | None,
+    mode: str,
+    *,
+    labels: bool,
+) -> np.ndarray:
+    """Undo :func:`to_model_grid` on a prediction ``[h, w]`` (class ids, ``labels``: nearest)
+    or ``[h, w, K]`` (probabilities: bilinear), back to the original ``shape``."""
+    shape = (int(shape[0]), int(shape[1]))
+    if tuple(pred.shape[:2]) == shape:
+        return pred
+    if mode == "resize" and geo is not None and geo.get("kind") == "pad":
+        size = tuple(int(v) for v in geo["size"])
+        nh, nw = (int(v) for v in np.asarray(letterbox_size(shape, size)))
+        top, left = (size[0] - nh) // 2, (size[1] - nw) // 2
+        pred = pred[top : top + nh, left : left + nw]
+    plane = pred.ndim == 2
+    out = np.asarray(resample(pred[..., None] if plane else pred, shape, labels=labels))
+    out = out[..., 0] if plane else out
+    return out.astype(pred.dtype) if labels else out.astype(np.float32)

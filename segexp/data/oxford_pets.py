@@ -144,14 +144,15 @@ def load_tfds(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -
     fill = fill_value(cfg)
     from segexp.data.folder import geometry
 
+    if channels not in (1, 3):
+        raise ConfigError(f"channels={channels}: Oxford-IIIT Pet images are RGB (1 or 3)")
+
+    def to_input(raw: np.ndarray) -> np.ndarray:  # the file loaders' scaling and channels
+        return decode.convert_channels(decode.to_float(raw), channels, name)
+
     def convert(example: Any) -> tuple[Any, Any]:
-        image = tf.image.convert_image_dtype(example["image"], tf.float32)
-        if image.shape[-1] == 4 or image.shape[-1] is None:
-            image = image[..., :3]
-        if channels == 1:
-            image = tf.image.rgb_to_grayscale(image)
-        elif channels != 3:
-            raise ConfigError(f"channels={channels}: Oxford-IIIT Pet images are RGB (1 or 3)")
+        image = tf.numpy_function(to_input, [example["image"]], tf.float32, stateful=False)
+        image = tf.ensure_shape(image, (None, None, channels))
         raw = tf.cast(example["segmentation_mask"], tf.int32)
         ids = tf.gather(lut_t, tf.clip_by_value(raw, 0, 255))
         check = tf.debugging.assert_non_negative(
