@@ -9,7 +9,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,14 +100,19 @@ def _choices(override: Any) -> list[str]:
     return [f"{head}={value}" for value in override.sweep_string_iterator()]
 
 
-def preflight(argv: list[str], config_name: str = "train", max_compositions: int = 16) -> list[str]:
+def preflight(
+    argv: list[str],
+    config_name: str = "train",
+    checks: Callable[[DictConfig], None] | None = None,
+    max_compositions: int = 16,
+) -> list[str]:
     """Check a command line before Hydra starts; returns it with mapping overrides made to replace.
 
     Every key override must name a key the composed presets have (``config.check_key``), for
     every combination of swept group choices. ``dataset.mask_values={...}`` gets a
     ``dataset.mask_values=null`` before it, so that the map replaces the preset's instead of
-    merging into it. One plain run (no ``-m``, ``--cfg``, ``resume``) also gets
-    :func:`check_values`. Composition errors are left to Hydra, which reports them itself.
+    merging into it. One plain run (no ``-m``, ``--cfg``, ``resume``) also gets ``checks``
+    (default :func:`check_values`). Composition errors are left to Hydra, which reports them itself.
     """
     from hydra import compose, initialize_config_dir
     from hydra._internal.utils import get_args_parser
@@ -158,13 +163,13 @@ def preflight(argv: list[str], config_name: str = "train", max_compositions: int
             return rewritten
     mode = OmegaConf.select(cfg, "hydra.mode", default=None)
     if getattr(mode, "name", str(mode)) != "MULTIRUN" and not cfg.get("resume"):
-        check_values(cfg)
+        (checks or check_values)(cfg)
     return rewritten
 
 
-def remove_refused_output(folder: Path) -> None:
-    """Delete a refused run's output folder if it holds only Hydra's files, and the parents
-    that this leaves empty, up to the working directory."""
+def remove_unused_output(folder: Path) -> None:
+    """Delete an output folder that holds only Hydra's files (a refused run, or one that wrote
+    elsewhere as asked), and the parents this leaves empty, up to the working directory."""
     folder, cwd = Path(folder).resolve(), Path.cwd().resolve()
     if folder == cwd or folder in cwd.parents or not folder.is_dir():
         return

@@ -29,7 +29,7 @@ def _output_dir() -> Path | None:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _app(cfg: DictConfig) -> float | None:
     """Train one configuration; returns the sweep objective (see ``objective``)."""
-    from segexp.cli import check_paths, import_tensorflow, remove_refused_output
+    from segexp.cli import check_paths, import_tensorflow, remove_unused_output
 
     try:
         if not cfg.get("resume"):
@@ -42,7 +42,7 @@ def _app(cfg: DictConfig) -> float | None:
         if _is_multirun() or os.environ.get("SEGEXP_TRACEBACK"):
             raise
         if (folder := _output_dir()) is not None:
-            remove_refused_output(folder)
+            remove_unused_output(folder)
         print(f"segexp-train: error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

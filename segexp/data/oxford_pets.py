@@ -14,9 +14,8 @@ frequencies are not computed for this format.
 
 Trimap values 1 pet, 2 background, 3 border map to class ids background 0, pet 1, border 2
 (``mask_values: {1: 1, 2: 0, 3: 2}``). To ignore the border band instead:
-``dataset.mask_values=null dataset.mask_values='{1:1,2:0,3:255}' dataset.ignore_value=255
-dataset.num_classes=2 dataset.class_names=[background,pet]`` (``null`` first: a dict override
-is otherwise merged into the preset's map, which rejects new keys).
+``'dataset.mask_values={1:1,2:0,3:255}' dataset.ignore_value=255 dataset.num_classes=2
+dataset.class_names=[background,pet]`` (a plain override replaces the preset's map).
 """
 
 from __future__ import annotations
