@@ -130,15 +130,18 @@ def preflight(
         overrides = OverridesParser.create().parse_overrides(args.overrides)
     except HydraException:
         return argv
+    config_name = args.config_name or config_name
+    # Hydra's own keys and groups (hydra.run.dir, hydra/launcher=joblib) are Hydra's to check.
+    overrides = [o for o in overrides if not re.match(r"hydra($|[./])", o.key_or_group)]
     groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
-    is_group = [o.key_or_group.split("/")[0] in groups for o in overrides]
+    is_group = [o.key_or_group.split("/")[0] in groups or o.package is not None for o in overrides]
     choice_lists = [_choices(o) for o, g in zip(overrides, is_group, strict=True) if g]
     keyed = [o for o, g in zip(overrides, is_group, strict=True) if not g]
     rewritten, listed = list(argv), list(args.overrides)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         combos = list(itertools.islice(itertools.product(*choice_lists), max_compositions))
         try:
-            bases = [compose(config_name, overrides=list(combo)) for combo in combos]
+            bases = [compose(config_name, overrides=list(combo)) for combo in combos or [()]]
         except (HydraException, OmegaConfBaseException):
             return argv
         for base, o in itertools.product(bases, keyed):
