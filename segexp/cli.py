@@ -119,7 +119,6 @@ def preflight(
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     args, _ = get_args_parser().parse_known_args(argv)
     if args.help or args.hydra_help or args.info or args.shell_completion:
@@ -138,36 +137,51 @@ def preflight(
     choice_lists = [_choices(o) for o, g in zip(overrides, is_group, strict=True) if g]
     keyed = [o for o, g in zip(overrides, is_group, strict=True) if not g]
     rewritten, listed = list(argv), list(args.overrides)
+    # Without `+`, sweeps or mapping keys, a config that composes has only known keys (Hydra's
+    # struct mode): one composition then serves for the value checks too.
+    simple = not args.multirun and not any(
+        _prefix(o) or o.key_or_group in MAPPING_KEYS for o in keyed
+    )
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        combos = list(itertools.islice(itertools.product(*choice_lists), max_compositions))
-        try:
-            bases = [compose(config_name, overrides=list(combo)) for combo in combos or [()]]
-        except (HydraException, OmegaConfBaseException):
-            return argv
-        for base, o in itertools.product(bases, keyed):
-            value = None if o.is_sweep_override() else o.value()
-            check_key(base, o.key_or_group, value, _prefix(o))
-        for o in keyed:
-            current = OmegaConf.select(bases[0], o.key_or_group, default=None)
-            if (
-                o.key_or_group in MAPPING_KEYS
-                and not _prefix(o)
-                and (o.is_sweep_override() or isinstance(o.value(), dict))
-                and isinstance(current, DictConfig)
-            ):
-                null = f"{o.key_or_group}=null"
-                rewritten.insert(rewritten.index(o.input_line), null)
-                listed.insert(listed.index(o.input_line), null)
-        if args.multirun or args.cfg or args.experimental_rerun:
-            return rewritten
-        try:
-            cfg = compose(config_name, overrides=listed, return_hydra_config=True)
-        except (HydraException, OmegaConfBaseException):
-            return rewritten
+        cfg = _compose(compose, config_name, listed) if simple else None
+        if cfg is None:
+            combos = list(itertools.islice(itertools.product(*choice_lists), max_compositions))
+            bases = [_compose(compose, config_name, list(combo), False) for combo in combos]
+            if any(base is None for base in bases):
+                return argv
+            for base, o in itertools.product(bases, keyed):
+                value = None if o.is_sweep_override() else o.value()
+                check_key(base, o.key_or_group, value, _prefix(o))
+            for o in keyed:
+                current = OmegaConf.select(bases[0], o.key_or_group, default=None)
+                if (
+                    o.key_or_group in MAPPING_KEYS
+                    and not _prefix(o)
+                    and (o.is_sweep_override() or isinstance(o.value(), dict))
+                    and isinstance(current, DictConfig)
+                ):
+                    null = f"{o.key_or_group}=null"
+                    rewritten.insert(rewritten.index(o.input_line), null)
+                    listed.insert(listed.index(o.input_line), null)
+            if not (args.multirun or args.cfg or args.experimental_rerun):
+                cfg = _compose(compose, config_name, listed)
+    if cfg is None or args.multirun or args.cfg or args.experimental_rerun:
+        return rewritten
     mode = OmegaConf.select(cfg, "hydra.mode", default=None)
     if getattr(mode, "name", str(mode)) != "MULTIRUN" and not cfg.get("resume"):
         (checks or check_values)(cfg)
     return rewritten
+
+
+def _compose(compose: Callable, name: str, overrides: list[str], hydra: bool = True) -> Any:
+    """The composed config, or None where Hydra refuses it (Hydra reports that itself)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return compose(name, overrides=overrides, return_hydra_config=hydra)
+    except (HydraException, OmegaConfBaseException):
+        return None
 
 
 def remove_unused_output(folder: Path) -> None:

@@ -25,6 +25,8 @@ def _loader(name: str):
 def check_paths(dataset_cfg: DictConfig) -> None:
     """Before TensorFlow starts: the paths the dataset keys name exist (the loader's one-line
     errors). A loader's own ``check_paths`` decides; otherwise a set ``dataset.root`` must exist."""
+    if not {"root", "images", "masks"} & set(dataset_cfg.keys()):
+        return  # generated data (synthetic): no loader import, no paths
     name = str(dataset_cfg.name)
     module = _loader(name)
     if hasattr(module, "check_paths"):
