@@ -226,7 +226,7 @@ def test_typo_key_cli_exits_2_with_one_line_before_tensorflow():
     assert "(did you mean 'batchnorm'?)" in line
 
 
-def test_job_logging_writes_no_log_file(compose):
+def test_job_logging_writes_no_log_file():
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
