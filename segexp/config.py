@@ -1,7 +1,8 @@
-"""Config helpers that need no TensorFlow: locating conf/, flattening, run names, redaction."""
+"""Config helpers that need no TensorFlow: locating conf/, key checks, flattening, run names."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,16 @@ _URI_USERINFO = re.compile(
     r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@", re.I
 )
 # Keys that describe where and how a run is tracked, not what it trains.
-RUN_NAME_EXCLUDED_PREFIXES = ("tracking.", "hydra.", "resume", "trainer.verbose")
+RUN_NAME_EXCLUDED_PREFIXES = ("tracking.", "hydra.", "resume", "trainer.verbose", "verbose")
+
+# Mapping-valued keys: a plain override (`'dataset.mask_values={0:0,128:1}'`) replaces the
+# preset's map; `+dataset.mask_values.128=1` adds or changes one entry.
+MAPPING_KEYS = ("dataset.mask_values", "dataset.class_names")
+# Maps that hold user-chosen keys: `+` may add any key below them.
+OPEN_KEYS = ("tracking.tags", *MAPPING_KEYS)
+# Sections whose valid keys depend on their `name` and are checked against the builder's
+# defaults when built (segexp.optim.SCHEDULE_DEFAULTS): `+` may add keys the preset leaves out.
+BUILD_CHECKED_KEYS = ("optimizer.schedule",)
 
 
 def input_spec(cfg: DictConfig) -> tuple[int, int, int]:
@@ -50,7 +60,10 @@ def with_defaults(
     if unknown:
         from segexp.errors import ConfigError
 
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(defaults)}")
+        near = "".join(closest(str(k), defaults) for k in unknown)
+        raise ConfigError(
+            f"{where}: unknown key(s) {unknown}{near}; expected some of {sorted(defaults)}"
+        )
     return {**defaults, **{k: v for k, v in cfg.items() if k != "name"}}
 
 
@@ -95,8 +108,12 @@ def run_name(cfg: DictConfig, overrides: list[str] | ListConfig) -> str:
     """Readable run name: the job's own overrides, or ``<model>-<dataset>`` without any."""
     if cfg.tracking.get("run_name"):
         return str(cfg.tracking.run_name)
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
     kept = [
-        redact(o) for o in overrides if not o.lstrip("+~").startswith(RUN_NAME_EXCLUDED_PREFIXES)
+        redact(o)
+        for i, o in enumerate(overrides)
+        if not o.lstrip("+~").startswith(RUN_NAME_EXCLUDED_PREFIXES)
+        and keys[i] not in keys[i + 1 :]  # a later override of the same key wins
     ]
     if kept:
         return ",".join(kept)
@@ -128,3 +145,58 @@ def check_integers(cfg: DictConfig) -> None:
             bound = f" >= {minimum}" if minimum is not None else ""
             allowed = " or null" if nullable else ""
             raise ConfigError(f"{key}={value!r}: expected an integer{bound}{allowed}")
+
+
+def closest(key: str, valid: Any) -> str:
+    """`` (did you mean 'x'?)`` for the valid key closest to ``key`` (difflib), or ``""``."""
+    match = difflib.get_close_matches(key, [str(v) for v in valid], n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> str | None:
+    return next((p for p in prefixes if key == p or key.startswith(p + ".")), None)
+
+
+def check_key(cfg: DictConfig, key: str, value: Any, op: str = "") -> None:
+    """One-line ``ConfigError`` when an override names a key the composed config lacks.
+
+    ``cfg`` is the config composed from the group choices (the presets' keys are the schema);
+    ``op`` is the override's prefix (``""``, ``"+"`` or ``"++"``). Keys under ``OPEN_KEYS`` may be
+    added with ``+``; so may keys under ``BUILD_CHECKED_KEYS`` (their builder checks them).
+    """
+    from segexp.errors import ConfigError
+
+    mapping = _under(key, MAPPING_KEYS)
+    if mapping == key and op and isinstance(value, dict):
+        current = OmegaConf.select(cfg, key, default=None)
+        if isinstance(current, DictConfig) and len(current):
+            raise ConfigError(
+                f"{op}{key}={value}: '{op}' would merge into the preset's map "
+                f"{OmegaConf.to_container(current)}; replace it with '{key}=<map>' (no '+') or "
+                f"change one entry with +{key}.<stored value>=<class>"
+            )
+    if key.startswith("hydra.") or key == "hydra":
+        return
+    node: Any = cfg
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        parent = ".".join(parts[:depth])
+        if _under(parent, OPEN_KEYS) or (op and _under(parent, BUILD_CHECKED_KEYS)):
+            return
+        if not isinstance(node, DictConfig) or node._is_none() or node._is_missing():
+            return  # a value, not a section: OmegaConf reports what it cannot set
+        keys = [str(k) for k in node.keys()]  # noqa: SIM118 - `in` skips `???` values
+        if part not in keys:
+            valid = sorted(k for k in keys if k != "hydra")
+            where = parent or "the top level"
+            if parent and isinstance(node.get("name"), str):
+                where = f"{parent}={node.name}"
+            adding = ""
+            if op:
+                opened = ", ".join((*OPEN_KEYS, *BUILD_CHECKED_KEYS))
+                adding = f"; '+' adds keys only below {opened}"
+            raise ConfigError(
+                f"{op}{key}: {where} has no key {part!r}{closest(part, valid)}; "
+                f"valid keys: {', '.join(valid)}{adding}"
+            )
+        node = node._get_node(part)

@@ -163,7 +163,7 @@ def preview(cfg: DictConfig) -> Path:
 
     n = int(OmegaConf.select(cfg, "preview.n", default=8))
     split = str(OmegaConf.select(cfg, "preview.split", default="train"))
-    out = OmegaConf.select(cfg, "preview.out", default="preview.png")
+    out = OmegaConf.select(cfg, "preview.out", default=None) or _default_out()
     use_aug = bool(OmegaConf.select(cfg, "preview.augment", default=True))
     seed = OmegaConf.select(cfg, "preview.seed", default=None)
     seed = int(OmegaConf.select(cfg, "seed", default=0) if seed is None else seed)
@@ -193,18 +193,44 @@ def preview(cfg: DictConfig) -> Path:
     )
 
 
+def _default_out() -> Path:
+    """``preview.png`` in the app's output folder (``hydra.run.dir``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        from segexp.errors import ConfigError
+
+        raise ConfigError("preview.out=null needs the segexp-preview app; set preview.out=<file>")
+    return Path(HydraConfig.get().runtime.output_dir) / "preview.png"
+
+
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="preview")
 def _app(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from segexp.cli import import_tensorflow, remove_unused_output
+
+    folder = Path(HydraConfig.get().runtime.output_dir)
     try:
+        import_tensorflow(bool(cfg.get("verbose", False)))
         path = preview(cfg)
     except SegexpError as err:
         if OmegaConf.select(cfg, "preview.traceback", default=False):
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        remove_unused_output(folder)
     print(f"wrote {path}")
 
 
 def main() -> None:
-    """Console entry point ``segexp-preview``."""
+    """Console entry point ``segexp-preview``: key and data-path checks, then the app."""
+    from segexp.cli import check_paths, preflight
+
+    try:
+        sys.argv[1:] = preflight(sys.argv[1:], "preview", checks=lambda c: check_paths(c.dataset))
+    except SegexpError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     _app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import subprocess
 import time
@@ -12,14 +13,15 @@ import urllib.request
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
 from omegaconf import DictConfig, OmegaConf
 
 from segexp.config import _SECRET_KEY, PROJECT_ROOT, as_params, redact
 from segexp.errors import TrackingError
+
+if TYPE_CHECKING:  # mlflow is imported where it is used: the store check runs without it
+    from mlflow import MlflowClient
 
 BATCH = 100  # MLflow's limit of params / tags per log_batch call.
 # ``key=value`` (an override, a line of text) whose key names a secret.
@@ -118,13 +120,16 @@ def init_sqlite(uri: str, path: Path) -> None:
     """
     import fcntl
 
-    lock_path = path.with_name(path.name + ".init.lock")
-    with open(lock_path, "a") as lock:
+    from mlflow import MlflowClient
+
+    # The lock is taken on the store's directory, so no lock file is left beside the store.
+    lock = os.open(path.parent, os.O_RDONLY)
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            retry(MlflowClient(uri).search_experiments, max_results=1)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        retry(MlflowClient(uri).search_experiments, max_results=1)
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
 
 
 def retry(fn: Callable, *args: Any, attempts: int = 4, delay: float = 0.5, **kwargs: Any) -> Any:
@@ -169,12 +174,16 @@ def git_commit() -> str | None:
 
 def log_params(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
     """Log every resolved config value as a dotted param, in batches of MLflow's limit."""
+    from mlflow.entities import Param
+
     params = [Param(k, v) for k, v in sorted(as_params(cfg).items())]
     for i in range(0, len(params), BATCH):
         retry(client.log_batch, run_id, params=params[i : i + BATCH])
 
 
 def log_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
+    from mlflow.entities import RunTag
+
     items = [RunTag(k, v) for k, v in safe_tags(tags).items()]
     for i in range(0, len(items), BATCH):
         retry(client.log_batch, run_id, tags=items[i : i + BATCH])
@@ -183,6 +192,8 @@ def log_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
 def log_metrics(
     client: MlflowClient, run_id: str, metrics: dict[str, float], step: int | None = None
 ) -> None:
+    from mlflow.entities import Metric
+
     now = int(time.time() * 1000)
     items = [
         Metric(k, float(v), now, step or 0)
@@ -323,6 +334,8 @@ def log_missing_epochs(
     This makes per-epoch logging idempotent: whatever was logged before a crash is not logged
     again, whatever was lost is. Returns the number of values logged.
     """
+    from mlflow.entities import Metric
+
     have = logged_steps(client, run_id, history)
     now = int(time.time() * 1000)
     items = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -19,17 +20,29 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _output_dir() -> Path | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _app(cfg: DictConfig) -> float | None:
     """Train one configuration; returns the sweep objective (see ``objective``)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from segexp.runner import train
+    from segexp.cli import check_paths, import_tensorflow, remove_unused_output
 
     try:
+        if not cfg.get("resume"):
+            check_paths(cfg.dataset)  # the runner checks counts and the store first thing
+        import_tensorflow(bool(cfg.get("verbose", False)))
+        from segexp.runner import train
+
         return train(cfg)
     except SegexpError as err:
         if _is_multirun() or os.environ.get("SEGEXP_TRACEBACK"):
             raise
+        if (folder := _output_dir()) is not None:
+            remove_unused_output(folder)
         print(f"segexp-train: error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
@@ -38,6 +51,20 @@ def main(cfg: DictConfig) -> float | None:
         # The run is already marked KILLED with its checkpoint; the resume command was printed.
         print("segexp-train: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def main() -> float | None:
+    """Console entry point: key, value and store checks without TensorFlow, then the app."""
+    from segexp.cli import preflight
+
+    try:
+        sys.argv[1:] = preflight(sys.argv[1:])
+    except SegexpError as err:
+        if os.environ.get("SEGEXP_TRACEBACK"):
+            raise
+        print(f"segexp-train: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    return _app()
 
 
 if __name__ == "__main__":

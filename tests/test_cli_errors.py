@@ -30,7 +30,7 @@ def _root_missing(tmp: Path) -> tuple[list[str], list[str]]:
     absent = tmp / "absent"
     return (
         ["dataset=isbi2012", f"dataset.root={absent}"],
-        [f"{absent} does not exist", "train-volume.tif", "ISBI 2012"],
+        [f"dataset.root={absent} does not exist", "train-volume.tif", "ISBI 2012"],
     )
 
 
@@ -85,7 +85,10 @@ def _ignore_mapped_to_class(tmp: Path) -> tuple[list[str], list[str]]:
             f"dataset.masks={mask_dir}",
             "dataset.ignore_value=255",
         ],
-        ["dataset.mask_values maps 255 (dataset.ignore_value) to class 1", "mask_values=null"],
+        [
+            "dataset.mask_values maps 255 (dataset.ignore_value) to class 1",
+            "'dataset.mask_values={0:0,1:1}' (a plain override replaces the preset's map)",
+        ],
     )
 
 
@@ -156,8 +159,8 @@ def test_bad_input_in_process(case, tmp_path, monkeypatch, capsys, store):
     overrides, expected = BAD[case](tmp_path)
     code, _, err = run_main(_args(tmp_path, overrides, store), monkeypatch, capsys)
     assert_one_line_error(code, err, expected)
-    # The error stops the job before a run is created or any training output is written.
-    assert not (tmp_path / "out" / "checkpoints").exists()
+    # The error stops the job before a run is created; its output folder is removed.
+    assert not (tmp_path / "out").exists()
     exp = MlflowClient(store).get_experiment_by_name("segexp")
     assert exp is None or not MlflowClient(store).search_runs([exp.experiment_id])
 
@@ -205,3 +208,191 @@ def test_skip_bad_trains_and_counts_skipped(tmp_path, monkeypatch, capsys, caplo
     assert run.data.metrics["dataset_num_skipped"] == 1
     skipped = client.download_artifacts(run.info.run_id, "dataset_skipped.txt")
     assert "s01" in Path(skipped).read_text()
+
+
+# ------------------------------------------------------------ checks before TensorFlow starts
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _main_without_tensorflow(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`segexp-train <args>` in a fresh interpreter that reports whether TensorFlow (or MLflow)
+    was imported: ``exit <code> tf=<bool> mlflow=<bool>`` on stdout."""
+    code = (
+        "import sys\n"
+        f"sys.argv = ['segexp-train', *{args!r}]\n"
+        "from segexp.train import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n"
+        "    print('exit', e.code, 'tf=' + str('tensorflow' in sys.modules),"
+        " 'mlflow=' + str('mlflow' in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_unreachable_server_fails_with_one_line_before_tensorflow_and_mlflow(tmp_path):
+    uri = f"http://127.0.0.1:{_free_port()}"
+    proc = _main_without_tensorflow([f"tracking.uri={uri}"], tmp_path)
+    assert proc.stdout.strip() == "exit 2 tf=False mlflow=False", proc.stderr[-2000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"segexp-train: error: tracking.uri={uri}: MLflow server not reachable")
+    assert list(tmp_path.iterdir()) == []  # no output folder, no store
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["trainer.epochs=0"], "segexp-train: error: trainer.epochs=0: expected an integer >= 1"),
+        (
+            ["dataset=folder", "dataset.images=img", "dataset.masks=gt"],
+            "segexp-train: error: image folder img does not exist (dataset.images=img)",
+        ),
+    ],
+)
+def test_refused_config_leaves_nothing_behind(tmp_path, args, expected):
+    proc = _main_without_tensorflow(args, tmp_path)
+    assert proc.stdout.strip() == "exit 2 tf=False mlflow=False", proc.stderr[-2000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(expected), line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sqlite_store_check_leaves_no_lock_file(tmp_path):
+    from mlflow import MlflowClient
+
+    from segexp.tracking import check_store
+
+    uri = f"sqlite:///{tmp_path}/store/m.db"
+    check_store(uri)
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["m.db"]
+    assert MlflowClient(uri).get_experiment_by_name("Default") is not None  # schema created
+
+
+def test_startup_lines_are_filtered_and_other_stderr_kept(tmp_path):
+    """Fault injection: TensorFlow's start-up lines (as printed by TF 2.21 on a CPU machine)
+    and two real messages written to file descriptor 2; only the real ones come through."""
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1796347541.380028    7009 port.cc:153] oneDNN custom operations are on.",
+        "I0000 00:00:1796347541.380916    7009 cudart_stub.cc:31] Could not find cuda drivers",
+        "E0000 00:00:1796347571.066134    7223 cuda_platform.cc:52] failed call to cuInit: (303)",
+        "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow",
+    ]
+    real = ["E0000 00:00:1796347571.066134    7223 op_kernel.cc:1] a real error", "plain line"]
+    code = (
+        "import os\n"
+        "from segexp.cli import _without_startup_lines\n"
+        "with _without_startup_lines():\n"
+        f"    for line in {[*noise, *real]!r}:\n"
+        "        os.write(2, (line + '\\n').encode())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == real
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_tensorflow_start_up_is_quiet_unless_verbose(verbose):
+    code = f"from segexp.cli import import_tensorflow; import_tensorflow({verbose})"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from segexp.cli import _STARTUP_LINE
+
+    shown = [line for line in proc.stderr.splitlines() if _STARTUP_LINE.match(line)]
+    if verbose:
+        assert any("absl::InitializeLog" in line for line in shown), proc.stderr
+    else:
+        assert proc.stderr.strip() == "", proc.stderr
+
+
+def _preview(args: list[str], monkeypatch, capsys, cwd: Path) -> tuple[int, str, str]:
+    from hydra.core.global_hydra import GlobalHydra
+
+    from segexp.preview import main
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["segexp-preview", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as err:
+        code = int(err.code or 0)
+    finally:
+        GlobalHydra.instance().clear()
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+TINY_PREVIEW = ["dataset.num_images=12", "dataset.image_size=[16,16]", "preview.n=2"]
+
+
+def test_preview_writes_into_its_output_folder_not_the_cwd(tmp_path, monkeypatch, capsys):
+    code, out, err = _preview(TINY_PREVIEW, monkeypatch, capsys, tmp_path)
+    assert code == 0, err[-2000:]
+    (written,) = tmp_path.glob("outputs/preview/*/*/preview.png")
+    assert out.strip().splitlines()[-1] == f"wrote {written}"
+    assert [p.name for p in tmp_path.iterdir()] == ["outputs"]
+
+
+def test_preview_out_writes_only_that_file(tmp_path, monkeypatch, capsys):
+    code, out, err = _preview(
+        [*TINY_PREVIEW, "preview.out=look.png"], monkeypatch, capsys, tmp_path
+    )
+    assert code == 0, err[-2000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["look.png"]  # no empty output folder
+
+
+def test_preview_refused_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
+    code, _, err = _preview([*TINY_PREVIEW, "preview.split=bogus"], monkeypatch, capsys, tmp_path)
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        "error: preview.split='bogus': expected one of ['test', 'train', 'val']"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("preset", "extra", "keys"),
+    [
+        (
+            "isbi2012",
+            [],
+            ["(dataset.images= under dataset.root=", "dataset.volume=", "dataset.labels="],
+        ),
+        ("oxford_pets", [], ["(dataset.images= under dataset.root="]),
+        ("dsb2018", [], ["(dataset.root=, dataset.subset=stage1_train)"]),
+        ("mnist", [], ["(set with dataset.root=, dataset.file=)"]),
+        (
+            "arrays",
+            ["dataset.images=x.npy", "dataset.masks=y.npy"],
+            ["dataset.root=, dataset.images=)"],
+        ),
+        (
+            "folder",
+            ["dataset.images=.", "dataset.masks=gt"],
+            ["mask folder", "(dataset.masks=gt under dataset.root="],
+        ),
+    ],
+)
+def test_missing_data_errors_name_the_keys(tmp_path, compose, preset, extra, keys):
+    from segexp.data import load_source
+    from segexp.errors import DataError
+
+    cfg = compose([f"dataset={preset}", f"dataset.root={tmp_path}", *extra])
+    with pytest.raises(DataError) as err:
+        load_source(cfg.dataset, (16, 16), 1, 0)
+    for key in keys:
+        assert key in str(err.value), (key, str(err.value))
+    assert str(tmp_path) in str(err.value)

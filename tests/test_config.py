@@ -114,3 +114,125 @@ def test_bad_counts_are_one_line_config_errors(compose, override, message):
     with pytest.raises(ConfigError) as err:
         check_integers(compose([override]))
     assert str(err.value) == message
+
+
+# ------------------------------------------------------------------ keys checked before Hydra
+def _refused(argv: list[str]) -> str:
+    from segexp.cli import preflight
+    from segexp.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        preflight([*argv, "--cfg", "job"])
+    return str(err.value)
+
+
+@pytest.mark.parametrize("prefix", ["", "+", "++"])
+def test_typo_key_is_refused_with_the_close_match_and_the_valid_keys(prefix):
+    message = _refused([f"{prefix}model.batchnrm=true"])
+    assert message.startswith(f"{prefix}model.batchnrm: model=unet_small has no key 'batchnrm'")
+    assert "(did you mean 'batchnorm'?)" in message
+    valid = message.split("valid keys: ", 1)[1].split(";")[0].split(", ")
+    assert {"batchnorm", "filters", "depth", "dropout"} <= set(valid)
+    assert ("'+' adds keys only below tracking.tags" in message) == bool(prefix)
+
+
+def test_unknown_top_level_and_nested_keys_are_refused():
+    assert "the top level has no key 'sead' (did you mean 'seed'?)" in _refused(["+sead=3"])
+    message = _refused(["trainer.early_stopping.patiense=2"])
+    assert "trainer.early_stopping has no key 'patiense' (did you mean 'patience'?)" in message
+
+
+def test_each_swept_group_choice_is_checked():
+    # unet_small has batchnorm, fcn8_vgg16 does not: the sweep's second job would not get it.
+    message = _refused(["-m", "model=unet_small,fcn8_vgg16", "model.batchnorm=true"])
+    assert "model=fcn8_vgg16 has no key 'batchnorm'" in message
+
+
+def test_open_keys_and_valid_overrides_pass_unchanged():
+    from segexp.cli import preflight
+
+    argv = [
+        "-m",
+        "model.batchnorm=false,true",
+        "+tracking.tags.owner=me",
+        "optimizer.schedule.name=plateau",
+        "+optimizer.schedule.patience=2",
+        "dataset=folder",
+        "+dataset.mask_values.128=1",
+        "dataset.images=/x",
+    ]
+    assert preflight(argv) == argv
+
+
+def test_mapping_override_replaces_the_presets_map(compose):
+    from segexp.cli import preflight
+
+    argv = preflight(["dataset=folder", "dataset.mask_values={0:0,1:1,2:2}", "--cfg", "job"])
+    assert argv[:3] == [
+        "dataset=folder",
+        "dataset.mask_values=null",
+        "dataset.mask_values={0:0,1:1,2:2}",
+    ]
+    cfg = compose(argv[:3])
+    assert OmegaConf.to_container(cfg.dataset.mask_values) == {0: 0, 1: 1, 2: 2}  # 255 is gone
+    # A single entry is added or changed with +key.<value>=<class>.
+    cfg = compose(preflight(["dataset=folder", "+dataset.mask_values.128=1", "--cfg", "job"])[:2])
+    assert {int(k): v for k, v in cfg.dataset.mask_values.items()} == {0: 0, 255: 1, 128: 1}
+
+
+def test_plus_mapping_override_is_refused_instead_of_merged():
+    message = _refused(["dataset=folder", "+dataset.mask_values={0:0,1:1,2:2}"])
+    assert "'+' would merge into the preset's map {0: 0, 255: 1}" in message
+    assert "replace it with 'dataset.mask_values=<map>' (no '+')" in message
+
+
+def test_builder_defaults_name_the_close_match():
+    from segexp.config import with_defaults
+    from segexp.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        with_defaults(
+            {"patiense": 2}, {"patience": 5, "factor": 0.1}, "optimizer.schedule(plateau)"
+        )
+    assert str(err.value) == (
+        "optimizer.schedule(plateau): unknown key(s) ['patiense'] (did you mean 'patience'?); "
+        "expected some of ['factor', 'patience']"
+    )
+
+
+def test_run_name_keeps_only_the_last_override_of_a_key(compose):
+    overrides = [
+        "dataset.mask_values=null",
+        "dataset.mask_values={0:0,1:1}",
+        "seed=2",
+        "verbose=true",
+    ]
+    assert run_name(compose(), overrides) == "dataset.mask_values={0:0,1:1},seed=2"
+
+
+def test_typo_key_cli_exits_2_with_one_line_before_tensorflow():
+    code = (
+        "import sys\n"
+        "sys.argv = ['segexp-train', 'model.batchnrm=true']\n"
+        "from segexp.train import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    print('exit', e.code)\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "exit 2"
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("segexp-train: error: model.batchnrm: ")
+    assert "(did you mean 'batchnorm'?)" in line
+
+
+def test_job_logging_writes_no_log_file():
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from segexp.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose("train", return_hydra_config=True)
+    handlers = OmegaConf.to_container(cfg.hydra.job_logging.handlers)
+    assert handlers and not [h for h in handlers.values() if "filename" in h]

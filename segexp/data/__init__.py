@@ -14,16 +14,37 @@ if TYPE_CHECKING:
     from segexp.data.source import DataSource
 
 
-def load_source(
-    dataset_cfg: DictConfig, image_size: tuple[int, int], channels: int, seed: int
-) -> DataSource:
-    """Load the dataset named by ``dataset_cfg.name`` at ``image_size`` with ``channels``."""
-    name = str(dataset_cfg.name)
-    check_names(dataset_cfg.get("challenge_metrics"))
+def _loader(name: str):
     try:
-        module = importlib.import_module(f"segexp.data.{name}")
+        return importlib.import_module(f"segexp.data.{name}")
     except ModuleNotFoundError as err:
         if err.name != f"segexp.data.{name}":
             raise
         raise ConfigError(f"dataset.name={name!r}: no loader segexp/data/{name}.py") from None
+
+
+def check_paths(dataset_cfg: DictConfig) -> None:
+    """Before TensorFlow starts: the paths the dataset keys name exist (the loader's one-line
+    errors). A loader's own ``check_paths`` decides; otherwise a set ``dataset.root`` must exist."""
+    if not {"root", "images", "masks"} & set(dataset_cfg.keys()):
+        return  # generated data (synthetic): no loader import, no paths
+    name = str(dataset_cfg.name)
+    module = _loader(name)
+    if hasattr(module, "check_paths"):
+        module.check_paths(dataset_cfg)
+        return
+    layout = getattr(module, "LAYOUT", None)
+    if layout is None or dataset_cfg.get("root") in (None, "", "???"):
+        return
+    from segexp.data.folder import require_root
+
+    require_root(dataset_cfg, dataset=name, layout=layout, where=getattr(module, "WHERE", ""))
+
+
+def load_source(
+    dataset_cfg: DictConfig, image_size: tuple[int, int], channels: int, seed: int
+) -> DataSource:
+    """Load the dataset named by ``dataset_cfg.name`` at ``image_size`` with ``channels``."""
+    check_names(dataset_cfg.get("challenge_metrics"))
+    module = _loader(str(dataset_cfg.name))
     return module.load(dataset_cfg, tuple(image_size), int(channels), int(seed))

@@ -33,7 +33,10 @@ CHUNK = 64
 def load_array(path: Path, key: str | None = None, what: str = "array") -> np.ndarray:
     """Load a ``.npy`` (memory-mapped) or one member of a ``.npz``; DataError naming the file."""
     if not path.is_file():
-        raise DataError(f"{what} file {path} does not exist; expected {LAYOUT}")
+        raise DataError(
+            f"{what} file {path} does not exist; expected {LAYOUT} (set with dataset.root=, "
+            f"dataset.{what}=)"
+        )
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as npz:
@@ -247,10 +250,13 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
     """Load images and masks from ``.npy`` / ``.npz`` files under ``cfg.root``."""
     root = cfg.get("root")
     if root in (None, "", "???"):
-        raise ConfigError(f"dataset.root is not set for dataset=arrays; expected {LAYOUT}")
+        raise ConfigError(
+            f"dataset.root is not set for dataset=arrays (set dataset.root=<dir>); "
+            f"expected {LAYOUT}"
+        )
     root_path = Path(str(root)).expanduser()
     if not root_path.exists():
-        raise DataError(f"dataset root {root_path} does not exist; expected {LAYOUT}")
+        raise DataError(f"dataset.root={root_path} does not exist; expected {LAYOUT}")
     paths = {k: resolve(root_path, cfg.get(k)) for k in ("images", "masks") if cfg.get(k)}
     if len(paths) < 2:
         raise ConfigError(f"dataset=arrays needs dataset.images and dataset.masks; {LAYOUT}")

@@ -292,8 +292,7 @@ class MaskMap:
             raise ConfigError(
                 f"dataset.mask_values maps {self.ignore_value} (dataset.ignore_value) to class "
                 f"{table[self.ignore_value]}: drop it from the map, e.g. "
-                "dataset.mask_values=null dataset.mask_values='{0:0,1:1}' (null first replaces "
-                "the preset's map instead of merging into it)"
+                "'dataset.mask_values={0:0,1:1}' (a plain override replaces the preset's map)"
             )
         if self.ignore_value is not None and self.ignore_value not in table:
             table[self.ignore_value] = self.ignore_value

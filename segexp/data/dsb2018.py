@@ -56,7 +56,10 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
     dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     dirs = [d for d in dirs if (d / "images").is_dir() or (d / "masks").is_dir()]
     if not dirs:
-        raise DataError(f"no sample folders in {root}; expected {LAYOUT}; {WHERE}")
+        raise DataError(
+            f"no sample folders in {root} (dataset.root=, dataset.subset={sub}); "
+            f"expected {LAYOUT}; {WHERE}"
+        )
     samples, lonely_images, lonely_masks = [], [], []
     for d in dirs:
         images = list_files(d / "images") if (d / "images").is_dir() else []

@@ -58,16 +58,18 @@ def class_info(cfg: Any) -> tuple[int, list[str]]:
     return num, names
 
 
-def require_root(cfg: Any, *, dataset: str, layout: str, where: str) -> Path:
+def require_root(cfg: Any, *, dataset: str, layout: str, where: str = "") -> Path:
     """The dataset root as a Path; a one-line DataError when unset or missing."""
     root = cfg.get("root")
+    where = f"; {where}" if where else ""
     if root in (None, "", "???"):
         raise ConfigError(
-            f"dataset.root is not set for dataset={dataset}; expected {layout}; {where}"
+            f"dataset.root is not set for dataset={dataset} (set dataset.root=<dir>); "
+            f"expected {layout}{where}"
         )
     path = Path(str(root)).expanduser()
     if not path.exists():
-        raise DataError(f"dataset root {path} does not exist; expected {layout}; {where}")
+        raise DataError(f"dataset.root={path} does not exist; expected {layout}{where}")
     return path
 
 
@@ -542,25 +544,40 @@ def resolve(root: Path | None, value: Any) -> Path:
     return path
 
 
-def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> DataSource:
-    """Load a pair of image/mask folders (keys ``images``, ``masks``, optional ``root``)."""
+def check_paths(cfg: Any) -> tuple[Path | None, Path, Path]:
+    """``(root, images_dir, masks_dir)``; a one-line error naming the key of a missing one."""
     root = cfg.get("root")
     root_path = Path(str(root)).expanduser() if root not in (None, "") else None
     if root_path is not None and not root_path.exists():
-        raise DataError(f"dataset root {root_path} does not exist; expected {LAYOUT}")
+        raise DataError(
+            f"dataset.root={root_path} does not exist; expected {LAYOUT} (or dataset.root=null)"
+        )
     if not cfg.get("images") or not cfg.get("masks"):
         raise ConfigError(f"dataset=folder needs {LAYOUT} (set both keys)")
-    images_dir = resolve(root_path, cfg.images)
-    masks_dir = resolve(root_path, cfg.masks)
-    for what, d in (("image folder", images_dir), ("mask folder", masks_dir)):
+    dirs = {key: resolve(root_path, cfg.get(key)) for key in ("images", "masks")}
+    for key, d in dirs.items():
         if not d.is_dir():
-            raise DataError(f"{what} {d} does not exist; expected {LAYOUT}")
+            under = f" under dataset.root={root_path}" if root_path is not None else ""
+            what = "image folder" if key == "images" else "mask folder"
+            raise DataError(
+                f"{what} {d} does not exist (dataset.{key}={cfg.get(key)}{under}); "
+                f"expected {LAYOUT}"
+            )
+    return root_path, dirs["images"], dirs["masks"]
+
+
+def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> DataSource:
+    """Load a pair of image/mask folders (keys ``images``, ``masks``, optional ``root``)."""
+    root_path, images_dir, masks_dir = check_paths(cfg)
     exts = opt(cfg, "extensions", decode.IMAGE_EXTENSIONS)
     recursive = bool(opt(cfg, "recursive", False))
     images = list_files(images_dir, exts, recursive)
     masks = list_files(masks_dir, exts, recursive)
     if not images:
-        raise DataError(f"no image files ({', '.join(exts)}) in {images_dir}; expected {LAYOUT}")
+        raise DataError(
+            f"no image files ({', '.join(exts)}) in {images_dir} (dataset.images= points "
+            f"elsewhere, dataset.extensions= lists the suffixes); expected {LAYOUT}"
+        )
     samples, skipped = paired_samples(images, masks, cfg, images_dir, masks_dir)
     base = root_path or Path(os.path.commonpath([images_dir, masks_dir]))
     return build_file_source(

@@ -55,7 +55,10 @@ def read_stack(path: Any) -> np.ndarray:
     import tifffile
 
     if not path.is_file():
-        raise DataError(f"{path} does not exist; expected {LAYOUT}; {WHERE}")
+        raise DataError(
+            f"{path} does not exist; expected {LAYOUT} (set with dataset.root=, "
+            f"dataset.volume=, dataset.labels=, dataset.format=slices); {WHERE}"
+        )
     try:
         arr = tifffile.imread(str(path))
     except Exception as err:
@@ -112,7 +115,12 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
     masks_dir = root / str(opt(cfg, "masks", "labels"))
     for d in (images_dir, masks_dir):
         if not d.is_dir():
-            raise DataError(f"{d} is not a directory; expected {LAYOUT}; {WHERE}")
+            key = "dataset.images" if d == images_dir else "dataset.masks"
+            raise DataError(
+                f"{d} is not a directory ({key}= under dataset.root={root}; no TIFF stacks "
+                f"{volume.name}, {labels.name} there either: dataset.volume=, "
+                f"dataset.labels=); expected {LAYOUT}; {WHERE}"
+            )
     samples, skipped = paired_samples(
         list_files(images_dir),
         list_files(masks_dir),

@@ -32,12 +32,18 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
     root = cfg.get("root")
     layout = f"<root>/{opt(cfg, 'file', 'mnist.npz')} with arrays {', '.join(KEYS)}"
     if root in (None, "", "???"):
-        raise ConfigError(f"dataset.root is not set for dataset=mnist; expected {layout}; {WHERE}")
+        raise ConfigError(
+            f"dataset.root is not set for dataset=mnist (set dataset.root=<dir>); "
+            f"expected {layout}; {WHERE}"
+        )
     path = Path(str(root)).expanduser()
     if path.is_dir():
         path = path / str(opt(cfg, "file", "mnist.npz"))
     if not path.exists():
-        raise DataError(f"dataset file {path} does not exist; expected {layout}; {WHERE}")
+        raise DataError(
+            f"dataset file {path} does not exist; expected {layout} (set with dataset.root=, "
+            f"dataset.file=); {WHERE}"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in KEYS if k not in npz]

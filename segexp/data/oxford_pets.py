@@ -14,9 +14,8 @@ frequencies are not computed for this format.
 
 Trimap values 1 pet, 2 background, 3 border map to class ids background 0, pet 1, border 2
 (``mask_values: {1: 1, 2: 0, 3: 2}``). To ignore the border band instead:
-``dataset.mask_values=null dataset.mask_values='{1:1,2:0,3:255}' dataset.ignore_value=255
-dataset.num_classes=2 dataset.class_names=[background,pet]`` (``null`` first: a dict override
-is otherwise merged into the preset's map, which rejects new keys).
+``'dataset.mask_values={1:1,2:0,3:255}' dataset.ignore_value=255 dataset.num_classes=2
+dataset.class_names=[background,pet]`` (a plain override replaces the preset's map).
 """
 
 from __future__ import annotations
@@ -61,11 +60,18 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
     masks_dir = root / str(opt(cfg, "masks", "annotations/trimaps"))
     for d in (images_dir, masks_dir):
         if not d.is_dir():
-            raise DataError(f"{d} is not a directory; expected {LAYOUT}; {WHERE}")
+            key = "dataset.images" if d == images_dir else "dataset.masks"
+            raise DataError(
+                f"{d} is not a directory ({key}= under dataset.root={root}); "
+                f"expected {LAYOUT}; {WHERE}"
+            )
     images = list_files(images_dir, opt(cfg, "image_extensions", (".jpg", ".jpeg", ".png")))
     masks = list_files(masks_dir, (".png",))
     if not images:
-        raise DataError(f"no .jpg images in {images_dir}; expected {LAYOUT}; {WHERE}")
+        raise DataError(
+            f"no .jpg images in {images_dir} (dataset.images= under dataset.root={root}); "
+            f"expected {LAYOUT}; {WHERE}"
+        )
     samples, skipped = paired_samples(
         images, masks, cfg, images_dir, masks_dir, what="image/trimap"
     )
@@ -104,13 +110,14 @@ def load_tfds(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -
         builder = tfds.builder(name, data_dir=str(root))
     except Exception as err:
         raise DataError(
-            f"TFDS dataset {name} not found under {root} ({err}); expected {TFDS_LAYOUT}; {WHERE}"
+            f"TFDS dataset {name} not found under dataset.root={root} ({err}); expected "
+            f"{TFDS_LAYOUT} (set with dataset.root=, dataset.tfds_name=); {WHERE}"
         ) from None
     prepared = getattr(builder, "is_prepared", None)
     ready = prepared() if callable(prepared) else Path(str(builder.data_dir)).exists()
     if not ready:
         raise DataError(
-            f"TFDS dataset {name} is not prepared under {root} (nothing is "
+            f"TFDS dataset {name} is not prepared under dataset.root={root} (nothing is "
             f"downloaded); expected {TFDS_LAYOUT}; {WHERE}"
         )
     num_classes, class_names = class_info(cfg)
