@@ -164,7 +164,7 @@ def headline_metrics(children: list[Any], objective: str, direction: str) -> dic
     best = max if direction == "maximize" else min
     headline = {"sweep_jobs_finished": float(len(done))}
     if values:
-        headline[f"sweep_best_{objective}"] = best(values)
+        headline[f"sweep_best_{objective.removeprefix('best_')}"] = best(values)
     return headline
 
 
