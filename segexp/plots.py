@@ -44,7 +44,7 @@ def needs_log_scale(values: Sequence[float] | np.ndarray) -> bool:
     max / min >= :data:`LOG_SCALE_RATIO` (one epoch-1 loss of 13 beside 0.2 qualifies)."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
-    return v.size > 1 and bool(v.min() > 0) and v.max() / v.min() >= LOG_SCALE_RATIO
+    return bool(v.size > 1 and v.min() > 0 and v.max() / v.min() >= LOG_SCALE_RATIO)
 
 
 def auto_yscale(ax: Any, values: Sequence[float] | np.ndarray, label: str) -> None:
@@ -79,7 +79,14 @@ def _masks(target: np.ndarray) -> np.ndarray:
     return np.squeeze(target, -1) if target.ndim == 3 else target
 
 
-def prediction_panel(
+def prediction_panel(images: np.ndarray, targets: np.ndarray, predictions: np.ndarray, **kw: Any):
+    """:func:`prediction_figure` as an RGB uint8 array, for ``MlflowClient.log_image``."""
+    fig = prediction_figure(images, targets, predictions, **kw)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def prediction_figure(
     images: np.ndarray,
     targets: np.ndarray,
     predictions: np.ndarray,
@@ -91,7 +98,7 @@ def prediction_panel(
     title: str = "",
 ) -> np.ndarray:
     """One row per sample, columns labelled input | ground truth | prediction (with the
-    epoch), a class legend and ``title`` on top; an RGB uint8 array for ``log_image``.
+    epoch), a class legend and ``title`` on top, as a matplotlib figure (no pyplot state).
 
     Segmentation targets/predictions are class-id masks; for reconstruction they are images.
     """
@@ -141,8 +148,7 @@ def prediction_panel(
                    fontsize=8, frameon=False)  # fmt: skip
     heading = "validation samples" + at
     fig.suptitle(f"{title}\n{heading}" if title else heading, fontsize=10)
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    return fig
 
 
 def learning_curves(history: Mapping[str, Sequence[float]], metric: str, title: str = ""):

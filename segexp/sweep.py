@@ -188,7 +188,8 @@ def log_summary(client: Any, parent_id: str, children: list[Any], config: DictCo
         for path in compare.write_report(client, report, Path(tmp), ("val_loss", "val_accuracy")):
             _retry(client.log_artifact, parent_id, str(path), "comparison")
     for frame, name in ((report.groups, "groups"), (report.runs, "runs")):
-        _retry(mlflow.log_table, frame, f"comparison/{name}.json", run_id=parent_id)
+        # not retried: log_table appends to an existing file, a retry could double rows
+        mlflow.log_table(frame, f"comparison/{name}.json", run_id=parent_id)
     if report.claim is not None:
         log_tags(client, parent_id, {"claim.verdict": report.claim.verdict})
     objective = str(config.get("objective", "best_val_loss"))
