@@ -96,7 +96,16 @@ def _browser(profile: Path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+# For a run-name link: whether its text fits its element (no ellipsis) and its table cell.
+FITS = (
+    "const a = arguments[0], e = a.querySelector('span') || a, c = a.closest('[role=gridcell]');"
+    "return [e.scrollWidth <= e.clientWidth + 1,"
+    " e.getBoundingClientRect().right <= c.getBoundingClientRect().right + 1];"
+)
+
+
 def test_experiment_opens_on_training_runs_with_child_names_uncut(ui_server):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -107,45 +116,43 @@ def test_experiment_opens_on_training_runs_with_child_names_uncut(ui_server):
     experiment = client.get_experiment(parent.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     driver = _browser(tmp_path / "profile")
-    try:
-        # The README's address for an experiment (the browser's workflow switch starts on
-        # GenAI, which the link turns to model training).
-        driver.get(f"{url}/#/experiments/{experiment.experiment_id}?workflowType=machine_learning")
-        wait = WebDriverWait(driver, 90, poll_frequency=0.5)
-        link = wait.until(lambda d: d.find_element(By.LINK_TEXT, parent.info.run_name))
-        assert "/runs" in driver.current_url and "overview" not in driver.current_url
-        body = driver.find_element(By.TAG_NAME, "body").text
-        assert "Detect Issues" not in body and "Token Usage" not in body
-        assert "Run Name" in body and "matching runs" in body
-        # Children appear under the expanded parent, each name whole (not cut by an ellipsis).
+    # the table re-renders while it loads: look elements up again rather than fail on them
+    wait = WebDriverWait(
+        driver,
+        90,
+        poll_frequency=0.5,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    )
+
+    def fits(name: str) -> list[bool]:
+        return driver.execute_script(FITS, driver.find_element(By.LINK_TEXT, name))
+
+    def expand() -> bool:
+        link = driver.find_element(By.LINK_TEXT, parent.info.run_name)
         row = link.find_element(By.XPATH, "./ancestor::*[@role='row'][1]")
         row.find_element(
             By.CSS_SELECTOR, "button[data-component-id*='runnamecellrenderer']"
         ).click()
-        shown = {}
-        for name in names:
-            cell = wait.until(lambda d, n=name: d.find_element(By.LINK_TEXT, n))
-            text = (
-                cell.find_element(By.XPATH, "./span")
-                if cell.find_elements(By.XPATH, "./span")
-                else cell
-            )
-            shown[name] = driver.execute_script(
-                "const e = arguments[0], c = e.closest('[role=gridcell]');"
-                "const r = e.getBoundingClientRect(), b = c.getBoundingClientRect();"
-                "return [e.scrollWidth <= e.clientWidth + 1, r.right <= b.right + 1];",
-                text,
-            )
+        return True
+
+    try:
+        # The README's address for an experiment (the browser's workflow switch starts on
+        # GenAI, which the link turns to model training).
+        driver.get(f"{url}/#/experiments/{experiment.experiment_id}?workflowType=machine_learning")
+        wait.until(lambda d: d.find_element(By.LINK_TEXT, parent.info.run_name))
+        assert "/runs" in driver.current_url and "overview" not in driver.current_url
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "Detect Issues" not in body and "Token Usage" not in body
+        assert "Run Name" in body and "matching runs" in body
+        # The children appear under the expanded parent, each name whole (no ellipsis).
+        wait.until(lambda d: expand())
+        shown = {name: wait.until(lambda d, n=name: fits(n)) for name in names}
         # The same check sees the ellipsis on the parent's long name.
-        parent_shown = driver.execute_script(
-            "const e = arguments[0].querySelector('span') || arguments[0];"
-            "return e.scrollWidth <= e.clientWidth + 1;",
-            link,
-        )
+        parent_shown = wait.until(lambda d: fits(parent.info.run_name))
         driver.save_screenshot(str(tmp_path / "runs.png"))
         if os.environ.get("SEGEXP_UI_SCREENSHOT"):
             shutil.copy(tmp_path / "runs.png", os.environ["SEGEXP_UI_SCREENSHOT"])
         assert shown == {name: [True, True] for name in names}, shown
-        assert parent_shown is False, "the name check cannot see a cut name"
+        assert parent_shown[0] is False, "the name check cannot see a cut name"
     finally:
         driver.quit()
