@@ -96,7 +96,7 @@ def prediction_figure(
     class_names: Sequence[str] | None = None,
     epoch: int | None = None,
     title: str = "",
-) -> np.ndarray:
+) -> Any:
     """One row per sample, columns labelled input | ground truth | prediction (with the
     epoch), a class legend and ``title`` on top, as a matplotlib figure (no pyplot state).
 
@@ -108,7 +108,6 @@ def prediction_figure(
 
     at = f" (epoch {epoch})" if epoch is not None else ""
     names = ["input", "target" if task == "reconstruction" else "ground truth", f"prediction{at}"]
-    n = len(images)
     count = 0
     if task != "reconstruction":
         values = np.concatenate([np.ravel(a) for a in (*targets, *predictions)]).astype(np.int64)
@@ -116,10 +115,9 @@ def prediction_figure(
             values = values[values != ignore_value]
         found = int(values.max()) + 1 if values.size else 1
         count = len(class_names) if class_names else max(2, found)
-    fig = Figure(figsize=(6.6, 2.1 * n + 1.1), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(n, 3, squeeze=False)
-    for row, (image, target, pred) in enumerate(zip(images, targets, predictions, strict=True)):
+    gap = 2
+    rows = []
+    for image, target, pred in zip(images, targets, predictions, strict=True):
         shown = to_rgb(image)
         if task == "reconstruction":
             cells = [shown, to_rgb(target), to_rgb(pred)]
@@ -129,13 +127,27 @@ def prediction_figure(
                 colorize(_masks(target), count, ignore_value),
                 colorize(_masks(pred), count),
             ]
-        for col, cell in enumerate(cells):
-            ax = axes[row, col]
-            ax.imshow(_fit(cell, shown.shape[:2]), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(names[col], fontsize=10)
+        cells = [_fit(c, shown.shape[:2]) for c in cells]
+        pad = np.full((shown.shape[0], gap, 3), 255, np.uint8)
+        rows.append(np.concatenate([cells[0], pad, cells[1], pad, cells[2]], axis=1))
+    hpad = np.full((gap, rows[0].shape[1], 3), 255, np.uint8)
+    grid = np.concatenate([x for r in rows for x in (r, hpad)][:-1], axis=0)
+    # One image in one axes (a grid of axes costs ~100x more to draw), columns labelled on top.
+    img_w, top, bottom = 6.4, 0.85, (0.45 if task != "reconstruction" else 0.1)  # inches
+    img_h = img_w * grid.shape[0] / grid.shape[1]
+    fig = Figure(figsize=(img_w + 0.2, img_h + top + bottom), dpi=100)
+    FigureCanvasAgg(fig)
+    w, h = fig.get_size_inches()
+    ax = fig.add_axes((0.1 / w, bottom / h, img_w / w, img_h / h))
+    ax.imshow(grid, interpolation="nearest")
+    width = grid.shape[1]
+    cell = (width - 2 * gap) / 3
+    ax.set_xticks([cell / 2 - 0.5 + k * (cell + gap) for k in range(3)], names, fontsize=10)
+    ax.xaxis.tick_top()
+    ax.tick_params(axis="x", length=0)
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
     if task != "reconstruction":
         colours = class_colours(count) / 255.0
         labels = list(class_names) if class_names else [f"class {k}" for k in range(count)]
@@ -144,10 +156,10 @@ def prediction_figure(
         ]
         if ignore_value is not None:
             handles.append(Patch(facecolor="white", edgecolor="black", label="ignore"))
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5),
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5),
                    fontsize=8, frameon=False)  # fmt: skip
     heading = "validation samples" + at
-    fig.suptitle(f"{title}\n{heading}" if title else heading, fontsize=10)
+    fig.suptitle(f"{title}\n{heading}" if title else heading, fontsize=10, y=1 - 0.05 / h, va="top")
     return fig
 
 

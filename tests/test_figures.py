@@ -35,9 +35,12 @@ def test_prediction_panel_labels_columns_and_epoch():
     preds[:, 2:8, 2:8] = 2
     kw = {"class_names": ["bg", "cell", "edge"], "epoch": 6, "title": "batchnorm=true seed=2"}
     fig = plots.prediction_figure(images, targets, preds, **kw)
-    top = [ax.get_title() for ax in fig.axes[:3]]
-    assert top == ["input", "ground truth", "prediction (epoch 6)"]
-    assert all(ax.get_title() == "" for ax in fig.axes[3:])  # labels once, on the first row
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["input", "ground truth", "prediction (epoch 6)"]
+    assert ax.xaxis.get_ticks_position() == "top"
+    # over each column's centre: 16 px columns, 2 px gaps, column k spans pixels 18k..18k+15
+    assert list(ax.get_xticks()) == pytest.approx([7.5, 25.5, 43.5])
     assert fig._suptitle.get_text() == "batchnorm=true seed=2\nvalidation samples (epoch 6)"
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["bg", "cell", "edge"]
