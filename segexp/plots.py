@@ -133,7 +133,10 @@ def prediction_figure(
     hpad = np.full((gap, rows[0].shape[1], 3), 255, np.uint8)
     grid = np.concatenate([x for r in rows for x in (r, hpad)][:-1], axis=0)
     # One image in one axes (a grid of axes costs ~100x more to draw), columns labelled on top.
-    img_w, top, bottom = 6.4, 0.85, (0.45 if task != "reconstruction" else 0.1)  # inches
+    heading = "validation samples" + at
+    heading = f"{title}\n{heading}" if title else heading
+    top = 0.45 + 0.2 * (heading.count("\n") + 1)  # inches: title lines and column labels
+    img_w, bottom = 6.4, (0.45 if task != "reconstruction" else 0.1)
     img_h = img_w * grid.shape[0] / grid.shape[1]
     fig = Figure(figsize=(img_w + 0.2, img_h + top + bottom), dpi=100)
     FigureCanvasAgg(fig)
@@ -158,8 +161,7 @@ def prediction_figure(
             handles.append(Patch(facecolor="white", edgecolor="black", label="ignore"))
         fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5),
                    fontsize=8, frameon=False)  # fmt: skip
-    heading = "validation samples" + at
-    fig.suptitle(f"{title}\n{heading}" if title else heading, fontsize=10, y=1 - 0.05 / h, va="top")
+    fig.suptitle(heading, fontsize=10, y=1 - 0.05 / h, va="top")
     return fig
 
 
@@ -194,9 +196,27 @@ def learning_curves(history: Mapping[str, Sequence[float]], metric: str, title: 
     return fig
 
 
+def wrap_title(text: str, width: int = 80, max_lines: int = 3) -> str:
+    """Break a long title after spaces or commas into at most ``max_lines`` lines of about
+    ``width`` characters (the last one ends in an ellipsis when text is left out)."""
+    import re
+
+    lines: list[str] = []
+    line = ""
+    for piece in re.findall(r"[^ ,]+[ ,]?|[ ,]", text):
+        if line and len(line) + len(piece.rstrip()) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += piece
+    lines.append(line.rstrip())
+    if len(lines) > max_lines:
+        lines = [*lines[: max_lines - 1], lines[max_lines - 1][: width - 3] + "..."]
+    return "\n".join(lines)
+
+
 def run_title(run_name: str | None, model: str, dataset: str) -> str:
-    """A figure title naming the run (its varied values) and what it trains."""
+    """A figure title naming the run (its varied values) and what it trains, wrapped."""
     what = f"{model} on {dataset}"
     if not run_name or run_name == f"{model}-{dataset}":
         return what
-    return f"{run_name}: {what}"
+    return wrap_title(f"{run_name}: {what}")

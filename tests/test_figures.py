@@ -152,3 +152,13 @@ def test_experiments_carry_the_model_training_kind(tmp_path):
     mine = client.create_experiment("mine", tags={"mlflow.experimentKind": "genai_development"})
     tracking.get_or_create_experiment(client, "mine")
     assert client.get_experiment(mine).tags["mlflow.experimentKind"] == "genai_development"
+
+
+def test_long_titles_wrap_at_commas_and_spaces():
+    name = ",".join(f"trainer.key_{i}={i}" for i in range(12))  # 12 overrides, 191 characters
+    text = plots.wrap_title(name, width=80)
+    lines = text.split("\n")
+    assert len(lines) == 3 and all(len(line) <= 80 for line in lines)
+    assert "".join(lines) == name  # nothing lost, breaks only after commas
+    short = plots.wrap_title(name, width=40, max_lines=2).split("\n")
+    assert len(short) == 2 and short[1].endswith("...") and len(short[1]) <= 40
