@@ -93,7 +93,7 @@ def job_overrides(overrides: list[str] | Any) -> list[str]:
 def short_names(overrides: list[str]) -> list[str]:
     """``model.batchnorm=true`` -> ``batchnorm=true``: each key cut to its last component, or
     to as many trailing components as keep it distinct from the other keys (``a.dropout=0.1``
-    beside ``b.dropout=0.2`` stay whole)."""
+    beside ``b.dropout=0.2`` stay whole); long floats shortened (:func:`_short_value`)."""
     keys = [_key(o).split(".") for o in overrides]
 
     names = []
@@ -106,8 +106,18 @@ def short_names(overrides: list[str]) -> list[str]:
             other[-n:] == parts[-n:] for other in keys if other is not parts
         ):
             n += 1
-        names.append(".".join(parts[-n:]) + "=" + override.split("=", 1)[1])
+        names.append(".".join(parts[-n:]) + "=" + _short_value(override.split("=", 1)[1]))
     return names
+
+
+def _short_value(value: str) -> str:
+    """Long floats (an Optuna trial's ``0.0012345678901``) to 4 significant digits; the run's
+    params keep the exact value."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.4g}" if len(value) > 8 and "." in value else value
 
 
 def child_run_name(cfg: DictConfig, overrides: list[str] | Any) -> str:

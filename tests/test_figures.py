@@ -108,6 +108,8 @@ def test_run_title_names_the_run_and_what_it_trains():
         ),
         (["dropout=1", "model.dropout=2"], ["dropout=1", "model.dropout=2"]),
         (["augmentation=flip", "~model.extra"], ["augmentation=flip", "~model.extra"]),
+        (["optimizer.learning_rate=0.0012345678901"], ["learning_rate=0.001235"]),
+        (["dataset.image_size=[32,32]", "seed=12345678"], ["image_size=[32,32]", "seed=12345678"]),
     ],
 )
 def test_short_names_keep_keys_distinct(overrides, names):
