@@ -133,9 +133,10 @@ EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:
     """The id of experiment ``name``, created if missing, carrying segexp's experiment tags.
 
-    ``mlflow.experimentKind=custom_model_development`` makes the MLflow 3 UI open the
-    experiment on its training runs rather than the GenAI overview; an existing experiment
-    without the tag gets it the first time segexp uses it (one the user tagged is left alone).
+    ``mlflow.experimentKind=custom_model_development`` is MLflow 3's kind for model training
+    (the UI's model-training view; which view a browser opens is its workflow switch). An
+    existing experiment without the tag gets it the first time segexp uses it; a kind the user
+    set is left alone.
     """
     experiment = retry(client.get_experiment_by_name, name)
     if experiment is None:
