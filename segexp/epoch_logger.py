@@ -47,6 +47,8 @@ class EpochLogger(keras.callbacks.Callback):
         ignore_value: int | None = None,
         input_scale: float = 1.0,
         before_log: Callable[[int, dict], Any] | None = None,
+        class_names: list[str] | None = None,
+        title: str = "",
     ) -> None:
         super().__init__()
         self.client, self.run_id = client, run_id
@@ -56,6 +58,7 @@ class EpochLogger(keras.callbacks.Callback):
         self.images_per_epoch = images_per_epoch
         self.ignore_value = ignore_value
         self.input_scale = float(input_scale)
+        self.class_names, self.title = class_names, title
         self.epoch_train_seconds: list[float] = []
         self.epoch_seconds: list[float] = []
         self.epoch_images: list[int] = []
@@ -127,8 +130,9 @@ class EpochLogger(keras.callbacks.Callback):
         self.epoch_images = [int(v) for v in state.get("epoch_images", [])]
         self.logging_seconds = float(state.get("logging_seconds", 0.0))
 
-    def predict_panel(self) -> np.ndarray:
-        """Input | truth | prediction for the fixed validation samples."""
+    def predict_panel(self, step: int | None = None) -> np.ndarray:
+        """Input | truth | prediction for the fixed validation samples, labelled with the
+        run's title and the epoch ``step``."""
         probs = self.model.predict_on_batch(self.sample_images * self.input_scale)
         probs = np.asarray(probs)
         preds = probs if self.task == "reconstruction" else predictions_to_labels(probs, self.head)
@@ -138,11 +142,18 @@ class EpochLogger(keras.callbacks.Callback):
             preds,
             task=self.task,
             ignore_value=self.ignore_value,
+            class_names=self.class_names,
+            epoch=step,
+            title=self.title,
         )
 
     def log_predictions(self, step: int) -> None:
         tracking.retry(
-            self.client.log_image, self.run_id, self.predict_panel(), key="predictions", step=step
+            self.client.log_image,
+            self.run_id,
+            self.predict_panel(step),
+            key="predictions",
+            step=step,
         )
 
     def images_per_second(self) -> float:

@@ -27,32 +27,13 @@ from segexp.config import input_spec
 from segexp.errors import SegexpError
 
 CONF_DIR = str(Path(segexp.__file__).resolve().parents[1] / "conf")
-IGNORE_RGBA = (1.0, 1.0, 1.0, 0.85)
-
-
-def class_colors(num_classes: int) -> list[tuple[float, float, float, float]]:
-    """Overlay colours: class 0 transparent, the others from matplotlib's tab10/tab20."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if num_classes <= 11 else "tab20"]
-    colors = [(0.0, 0.0, 0.0, 0.0)]
-    for k in range(1, max(num_classes, 1)):
-        r, g, b, _ = cmap((k - 1) % cmap.N)
-        colors.append((r, g, b, 0.45))
-    return colors
 
 
 def overlay(mask: Any, num_classes: int, ignore_value: int | None = None) -> Any:
-    """An RGBA overlay ``[H, W, 4]`` for an integer mask ``[H, W]``."""
-    import numpy as np
+    """An RGBA overlay ``[H, W, 4]`` for an integer mask ``[H, W]`` (see segexp/palette.py)."""
+    from segexp.palette import overlay_rgba
 
-    colors = np.asarray(class_colors(num_classes), np.float32)
-    out = np.zeros(mask.shape + (4,), np.float32)
-    valid = (mask >= 0) & (mask < num_classes)
-    out[valid] = colors[mask[valid]]
-    if ignore_value is not None:
-        out[mask == ignore_value] = IGNORE_RGBA
-    return out
+    return overlay_rgba(mask, num_classes, ignore_value)
 
 
 def render_preview(
@@ -80,6 +61,8 @@ def render_preview(
     import numpy as np
     import tensorflow as tf
     from matplotlib.patches import Patch
+
+    from segexp.palette import class_colours
 
     samples = []
     for i, (image, mask) in enumerate(source_split_ds.take(int(n))):
@@ -112,10 +95,10 @@ def render_preview(
         names = [class_names[v] if 0 <= v < num_classes else f"ignore({v})" for v in present]
         label = f" [{labels[i]}]" if labels is not None and i < len(labels) else ""
         ax.set_title(f"#{i}{label}: " + ", ".join(names), fontsize=8)
-    colors = class_colors(num_classes)
+    colors = class_colours(num_classes) / 255.0
     handles = [
         Patch(
-            facecolor=colors[k][:3] if k else "none",
+            facecolor=colors[k] if k else "none",
             edgecolor="black",
             label=f"{k} {class_names[k]}" + (" (unshaded)" if k == 0 else ""),
         )

@@ -21,13 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 from segexp import checkpoint, sweep, tracking
 from segexp.analysis import summarize_history
 from segexp.challenge import evaluate_split
-from segexp.config import check_integers, input_spec, run_name
+from segexp.config import check_integers, input_spec
 from segexp.data import load_source
 from segexp.data.pipeline import make_dataset
 from segexp.data.source import DataSource
 from segexp.epoch_logger import EpochLogger
 from segexp.models import model_summary, output_crop
-from segexp.plots import learning_curves
+from segexp.plots import learning_curves, run_title
 
 
 @dataclass
@@ -93,8 +93,9 @@ def train(cfg: DictConfig) -> float | None:
         tracking.check_store(str(cfg.tracking.uri))
     start_epoch = resume.epoch if resume else 0
     mlflow.set_tracking_uri(str(cfg.tracking.uri))
-    experiment = mlflow.set_experiment(str(cfg.tracking.experiment))
     client = MlflowClient()
+    experiment_id = tracking.get_or_create_experiment(client, str(cfg.tracking.experiment))
+    experiment = mlflow.set_experiment(experiment_id=experiment_id)
 
     seed = int(cfg.seed)
     seed_everything(seed, bool(cfg.trainer.get("deterministic", False)))
@@ -143,7 +144,7 @@ def train(cfg: DictConfig) -> float | None:
         run = tracking.retry(
             client.create_run,
             experiment.experiment_id,
-            run_name=tracking.redact_text(run_name(cfg, sweep.job_overrides(overrides))),
+            run_name=tracking.redact_text(sweep.child_run_name(cfg, overrides)),
             tags=tracking.safe_tags(tags),
         )
         run_id = run.info.run_id
@@ -399,7 +400,7 @@ def _log_setup(job: Job, trainable: int) -> None:
     tracking.retry(client.log_text, run_id, model_summary(job.model), "model_summary.txt")
     tracking.log_metrics(client, run_id, {"num_params": trainable, "num_params_total": total})
     _log_lineage(client, run_id, job.source)
-    _log_preview(cfg, job.source, job.output_dir)
+    _log_preview(cfg, job.source, job.output_dir, figure_title(job))
 
 
 def _train_epochs(job: Job) -> tuple[dict[str, list[float]], EpochLogger]:
@@ -439,6 +440,8 @@ def _train_epochs(job: Job) -> tuple[dict[str, list[float]], EpochLogger]:
         ignore_value=job.source.ignore_value,
         input_scale=input_range(cfg.model),
         before_log=ckpt.before_log,
+        class_names=list(job.source.class_names),
+        title=figure_title(job),
     )
     ckpt.attach(logger)
     if resume is not None:
@@ -504,7 +507,7 @@ def _log_results(
         summary.update(evaluate_split(model, test_ds, source, cfg.dataset, head))
     tracking.log_metrics(client, run_id, summary)
     main_metric = "mae" if task == "reconstruction" else "accuracy"
-    figure = learning_curves(history, main_metric, title=f"{cfg.model.name} on {source.name}")
+    figure = learning_curves(history, main_metric, title=figure_title(job))
     tracking.retry(mlflow.log_figure, figure, "learning_curves.png")
     if task == "reconstruction":
         _log_latent(model, source, input_range(cfg.model))
@@ -535,6 +538,12 @@ def _use_evaluated_weights(job: Job, history: dict[str, list[float]]) -> None:
     )
 
 
+def figure_title(job: Job) -> str:
+    """Title for the run's figures: its name (the varied values) and model on dataset."""
+    name = tracking.retry(job.client.get_run, job.run_id).info.run_name
+    return run_title(name, job.cfg.model.name, job.source.name)
+
+
 def inference_meta(cfg: DictConfig, model: keras.Model, source, head: str, task: str) -> dict:
     """What `segexp-predict` needs to preprocess new images like the training data."""
     from segexp.data.decode import training_geometry
@@ -557,10 +566,11 @@ def inference_meta(cfg: DictConfig, model: keras.Model, source, head: str, task:
     return meta
 
 
-def _log_preview(cfg: DictConfig, source, output_dir: Path) -> None:
+def _log_preview(cfg: DictConfig, source, output_dir: Path, title: str = "") -> None:
     """The training samples the model will see (after augmentation), as an artifact."""
     from segexp.preview import render_preview
 
+    aug = OmegaConf.select(cfg, "augmentation.name", default="none")
     path = render_preview(
         source.splits["train"],
         source.class_names,
@@ -570,6 +580,7 @@ def _log_preview(cfg: DictConfig, source, output_dir: Path) -> None:
         seed=int(cfg.seed),
         ignore_value=source.ignore_value,
         labels=(source.labels or {}).get("train"),
+        title=f"{title}\ntraining samples, augmentation {aug}",
     )
     tracking.retry(mlflow.log_artifact, str(path))
 

@@ -14,7 +14,7 @@ Hydra's callback hooks:
 - ``on_job_end`` marks a job that raised as FAILED in MLflow (creating a FAILED child run when it
   failed before its run existed) and, with ``continue_on_failure``, turns the failure into a NaN
   objective so the sweeper carries on (Hydra's basic sweeper would otherwise abort the sweep).
-- ``on_multirun_end`` counts the children, logs the comparison tables (see ``segexp.compare``) to
+- ``on_multirun_end`` counts the children, logs the comparison (see :func:`log_summary`) to
   the parent and ends it: FAILED when every job failed, else FINISHED with ``segexp.sweep.failed``.
   If the sweep aborts, an exit handler ends the parent as FAILED.
 """
@@ -90,6 +90,50 @@ def job_overrides(overrides: list[str] | Any) -> list[str]:
     return [o for o in overrides if _key(o) not in fixed]
 
 
+def short_names(overrides: list[str]) -> list[str]:
+    """``model.batchnorm=true`` -> ``batchnorm=true``: each key cut to its last component, or
+    to as many trailing components as keep it distinct from the other keys (``a.dropout=0.1``
+    beside ``b.dropout=0.2`` stay whole); long floats shortened (:func:`_short_value`)."""
+    keys = [_key(o).split(".") for o in overrides]
+
+    names = []
+    for override, parts in zip(overrides, keys, strict=True):
+        if "=" not in override:
+            names.append(override)
+            continue
+        n = 1
+        while n < len(parts) and any(
+            other[-n:] == parts[-n:] for other in keys if other is not parts
+        ):
+            n += 1
+        names.append(".".join(parts[-n:]) + "=" + _short_value(override.split("=", 1)[1]))
+    return names
+
+
+def _short_value(value: str) -> str:
+    """Long floats (an Optuna trial's ``0.0012345678901``) to 4 significant digits; the run's
+    params keep the exact value."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.4g}" if len(value) > 8 and "." in value else value
+
+
+def child_run_name(cfg: DictConfig, overrides: list[str] | Any) -> str:
+    """A run's name: in a sweep, what the job varies with short keys (``batchnorm=true
+    seed=2``), so the MLflow UI shows children uncut and distinct; else
+    :func:`segexp.config.run_name`."""
+    from segexp.config import RUN_NAME_EXCLUDED_PREFIXES, run_name
+
+    varied = job_overrides(overrides)
+    in_sweep = _multirun_job()[0] and bool(os.environ.get(ENV_PARENT))
+    kept = [o for o in varied if not _key(o).startswith(RUN_NAME_EXCLUDED_PREFIXES)]
+    if not in_sweep or not kept or cfg.tracking.get("run_name"):
+        return run_name(cfg, varied)
+    return " ".join(short_names(kept))
+
+
 def _fixed_keys(task_overrides: list[str]) -> list[str]:
     """Keys of the sweep's command-line overrides that are not sweeps (same in every job)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -119,6 +163,35 @@ def _retry(fn, *args: Any, **kwargs: Any) -> Any:
     return retry(fn, *args, attempts=6, **kwargs)
 
 
+def headline_metrics(children: list[Any], objective: str, direction: str) -> dict[str, float]:
+    """The parent's few metrics: the best child's objective and the number of finished jobs."""
+    done = [r for r in children if r.info.status == "FINISHED"]
+    values = [
+        r.data.metrics[objective]
+        for r in done
+        if objective in r.data.metrics and not math.isnan(r.data.metrics[objective])
+    ]
+    best = max if direction == "maximize" else min
+    headline = {"sweep_jobs_finished": float(len(done))}
+    if values:
+        headline[f"sweep_best_{objective.removeprefix('best_')}"] = best(values)
+    return headline
+
+
+def log_summary(client: Any, parent_id: str, children: list[Any], config: DictConfig) -> None:
+    """The comparison (see :mod:`segexp.compare`) on the parent run: its files under
+    ``comparison/``, the group and run tables via ``mlflow.log_table`` (the UI's artifact
+    viewer shows them as tables) and a few headline metrics, so the chart view holds only the
+    children's curves; the comparison is printed too."""
+    from segexp import compare
+    from segexp.tracking import log_metrics
+
+    compare.summarize_sweep(client, parent_id, children)
+    objective = str(config.get("objective", "best_val_loss"))
+    direction = str(OmegaConf.select(config, "hydra.sweeper.direction", default="minimize"))
+    log_metrics(client, parent_id, headline_metrics(children, objective, direction))
+
+
 class MlflowSweepCallback(Callback):
     """Hydra callback: a parent MLflow run per multirun, nested child runs, failure handling."""
 
@@ -143,10 +216,7 @@ class MlflowSweepCallback(Callback):
         tracking.check_store(uri)
         client = _client(uri)
         name = str(config.tracking.experiment)
-        experiment = client.get_experiment_by_name(name)
-        experiment_id = (
-            experiment.experiment_id if experiment else _retry(client.create_experiment, name)
-        )
+        experiment_id = tracking.get_or_create_experiment(client, name)
         choices = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
         task_overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
         sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -243,9 +313,7 @@ class MlflowSweepCallback(Callback):
             _retry(client.log_artifact, parent_id, str(optuna_results))
         if self.summary and len(children) > failed:
             try:
-                from segexp import compare
-
-                compare.summarize_sweep(client, parent_id, children)
+                log_summary(client, parent_id, children, config)
             except Exception as err:  # noqa: BLE001 - a summary must never fail the sweep
                 print(f"segexp: sweep summary failed: {type(err).__name__}: {err}", flush=True)
         status = "FAILED" if children and failed == len(children) else "FINISHED"
@@ -337,7 +405,6 @@ class MlflowSweepCallback(Callback):
     @staticmethod
     def _mark_failed(config: DictConfig, job_return: Any, error: BaseException, num: Any) -> None:
         from segexp import tracking
-        from segexp.config import run_name
         from segexp.tracking import log_tags
 
         client = _client(os.environ[ENV_URI])
@@ -355,11 +422,11 @@ class MlflowSweepCallback(Callback):
                     log_tags(client, run.info.run_id, {"error": message})
                     _retry(client.set_terminated, run.info.run_id, "FAILED")
             return
-        overrides = job_overrides(job_return.overrides or [])
+        overrides = job_return.overrides or []
         try:
-            name = run_name(job_return.cfg, overrides)
+            name = child_run_name(job_return.cfg, overrides)
         except Exception:  # noqa: BLE001 - a broken config still gets a run
-            name = ",".join(overrides) or f"job {num}"
+            name = " ".join(short_names(job_overrides(overrides))) or f"job {num}"
         run = _retry(
             client.create_run,
             os.environ[ENV_EXPERIMENT],

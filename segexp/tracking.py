@@ -132,6 +132,31 @@ def init_sqlite(uri: str, path: Path) -> None:
         os.close(lock)
 
 
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created if missing, carrying segexp's experiment tags.
+
+    ``mlflow.experimentKind=custom_model_development`` is MLflow 3's kind for model training
+    (the UI's model-training view; which view a browser opens is its workflow switch). An
+    existing experiment without the tag gets it the first time segexp uses it; a kind the user
+    set is left alone.
+    """
+    experiment = retry(client.get_experiment_by_name, name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, tags=EXPERIMENT_TAGS)
+        except Exception:  # noqa: BLE001 - a parallel job created it first, or a store hiccup
+            experiment = retry(client.get_experiment_by_name, name)
+            if experiment is None:
+                return retry(client.create_experiment, name, tags=EXPERIMENT_TAGS)
+    for key, value in EXPERIMENT_TAGS.items():
+        if key not in experiment.tags:
+            retry(client.set_experiment_tag, experiment.experiment_id, key, value)
+    return experiment.experiment_id
+
+
 def retry(fn: Callable, *args: Any, attempts: int = 4, delay: float = 0.5, **kwargs: Any) -> Any:
     """Call an MLflow client function, retrying transient failures with back-off."""
     for attempt in range(attempts):

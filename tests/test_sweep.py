@@ -5,6 +5,7 @@ Each test runs `python -m segexp.train -m ...` as a subprocess into a temporary 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -62,7 +63,7 @@ def test_basic_sweep_nests_children_and_survives_a_failing_job(tmp_path):
     client, parent, children = sweep_runs(tmp_path)
     pid = parent.info.run_id
     sweep_id = parent.data.tags["segexp.sweep_id"]
-    assert [c.info.run_name for c in children] == ["dataset.mode=bogus", "dataset.mode=trimap"]
+    assert [c.info.run_name for c in children] == ["mode=bogus", "mode=trimap"]
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == pid
         assert child.data.tags["segexp.sweep_id"] == sweep_id
@@ -77,7 +78,23 @@ def test_basic_sweep_nests_children_and_survives_a_failing_job(tmp_path):
     assert parent.data.tags["segexp.sweep.jobs"] == "2"
     assert parent.data.tags["segexp.sweep.failed"] == "1"
     assert "dataset.mode=trimap,bogus" in parent.data.tags["sweep_overrides"]
-    assert "comparison/comparison.md" in {a.path for a in client.list_artifacts(pid, "comparison")}
+    logged = {a.path for a in client.list_artifacts(pid, "comparison")}
+    assert {"comparison/comparison.md", "comparison/groups.json", "comparison/runs.json"} <= logged
+    # the aggregates are tables; the parent's metrics are two headline values, not one per group
+    assert parent.data.metrics == {
+        "sweep_jobs_finished": 1.0,
+        "sweep_best_val_loss": ok.data.metrics["best_val_loss"],
+    }
+    table = json.loads(
+        Path(client.download_artifacts(pid, "comparison/runs.json", str(tmp_path))).read_text()
+    )
+    assert sorted(row[table["columns"].index("run_name")] for row in table["data"]) == [
+        "mode=bogus",
+        "mode=trimap",
+    ]
+    assert {"path": "comparison/runs.json", "type": "table"} in json.loads(
+        parent.data.tags["mlflow.loggedArtifacts"]
+    )
     state = yaml.safe_load((tmp_path / "sweep" / "segexp_sweep.json").read_text())
     assert state["parent_run_id"] == pid
     assert "sweep job 1" in proc.stderr
@@ -118,7 +135,7 @@ def test_optuna_sweep_returns_the_objective(tmp_path):
     client, parent, children = sweep_runs(tmp_path)
     assert len(children) == 2
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
-    assert all(c.info.run_name.startswith("optimizer.learning_rate=") for c in children)
+    assert all(c.info.run_name.startswith("learning_rate=") for c in children)
     results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     best = min(c.data.metrics["best_val_loss"] for c in children)
     assert math.isclose(results["best_value"], best, rel_tol=1e-6)
@@ -144,7 +161,6 @@ def test_submitit_local_launcher(tmp_path):
 
 def test_jobs_find_their_sweep_from_the_state_file_without_the_environment(tmp_path):
     """As on SLURM nodes that do not inherit the environment of the submitting process."""
-    import json
 
     from hydra.types import RunMode
     from omegaconf import OmegaConf

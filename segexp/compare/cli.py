@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -47,7 +46,11 @@ def claim_of(parent: Any | None, claim_file: str | None = None) -> dict | None:
 
 
 def summarize_sweep(client: Any, parent_id: str, runs: list[Any]) -> Report:
-    """Called at the end of a sweep: print the comparison and log it to the parent run."""
+    """Called at the end of a sweep: print the comparison and log it to the parent run (its
+    files under ``comparison/``, the group and run tables via ``mlflow.log_table``, which the
+    UI's artifact viewer shows as tables, and the verdict tags)."""
+    import mlflow
+
     parent = client.get_run(parent_id)
     report = build_report(
         runs_table(runs), claim=claim_of(parent), title=parent.info.run_name or "sweep"
@@ -56,12 +59,17 @@ def summarize_sweep(client: Any, parent_id: str, runs: list[Any]) -> Report:
     with tempfile.TemporaryDirectory() as tmp:
         for path in write_report(report, Path(tmp), history, CURVES):
             client.log_artifact(parent_id, str(path), "comparison")
+    for frame, name in ((report.groups, "groups"), (report.runs, "runs")):
+        # not retried: log_table appends to an existing file, a retry could double rows
+        mlflow.log_table(frame, f"comparison/{name}.json", run_id=parent_id)
     _log_results(client, parent_id, report)
     print(report.markdown, flush=True)
     return report
 
 
 def _log_results(client: Any, parent_id: str, report: Report) -> None:
+    """The verdict as tags on the parent run (per-group numbers live in the tables, not in
+    dozens of metrics that would crowd the UI's chart view)."""
     from segexp import tracking
 
     if report.claim is not None:
@@ -69,14 +77,6 @@ def _log_results(client: Any, parent_id: str, report: Report) -> None:
         if report.claim.deviations:
             tags["claim.protocol_changed"] = ", ".join(report.claim.deviations)
         tracking.log_tags(client, parent_id, tags)
-    metrics = {}
-    for _, row in report.groups.iterrows():
-        for metric in report.metrics:
-            value = row.get(f"{metric} mean")
-            if value is not None and not math.isnan(value):
-                safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in row["group"])
-                metrics[f"{metric}.mean.{safe}"[:250]] = value
-    tracking.log_metrics(client, parent_id, metrics)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
