@@ -11,7 +11,6 @@ Reading, scaling and resampling are :mod:`segexp.data.decode`'s, the loaders' ow
 
 from __future__ import annotations
 
-import colorsys
 import math
 import warnings
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import numpy as np
 
 from segexp.data import decode
 from segexp.errors import ConfigError, DataError
+from segexp.palette import OVERLAY_ALPHA, class_colours
 
 NORMALIZATIONS = ("unit", "none")
 BLENDS = ("gaussian", "mean")
@@ -30,14 +30,6 @@ BLENDS = ("gaussian", "mean")
 # Flip variants for test-time augmentation, as NHWC axes to flip: identity, vertical, horizontal,
 # both. Every flip is its own inverse, so the prediction is flipped back with the same axes.
 TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (1,), (2,), (1, 2))
-
-# Distinct colours for classes 1..20 (class 0, the background, is black).
-_BASE_COLOURS = [
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-    (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
-]  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,21 +67,11 @@ def display_rgb(image: np.ndarray) -> np.ndarray:
     return np.rint(rgb * 255).astype(np.uint8)
 
 
-def palette_colours(num_classes: int) -> np.ndarray:
-    """``[num_classes, 3]`` uint8 colours: black for class 0, then distinct hues."""
-    colours = [(0, 0, 0), *_BASE_COLOURS]
-    i = 0
-    while len(colours) < num_classes:
-        h = (i * 0.618033988749895) % 1.0
-        r, g, b = colorsys.hsv_to_rgb(h, 0.75, 0.95)
-        colours.append((round(r * 255), round(g * 255), round(b * 255)))
-        i += 1
-    return np.asarray(colours[: max(num_classes, 1)], dtype=np.uint8)
-
-
-def overlay(rgb: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = 0.45) -> np.ndarray:
+def overlay(
+    rgb: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = OVERLAY_ALPHA
+) -> np.ndarray:
     """Blend class colours over an RGB image wherever the mask is not background (0)."""
-    colours = palette_colours(max(num_classes, int(mask.max()) + 1))
+    colours = class_colours(max(num_classes, int(mask.max()) + 1))
     out = rgb.astype(np.float32)
     fg = mask > 0
     out[fg] = (1 - alpha) * out[fg] + alpha * colours[mask[fg]].astype(np.float32)
@@ -111,7 +93,7 @@ def save_mask(mask: np.ndarray, path: str | Path, *, num_classes: int, palette: 
     if palette:
         img = img.convert("P")
         pal = np.zeros((256, 3), np.uint8)
-        pal[:num_classes] = palette_colours(num_classes)
+        pal[:num_classes] = class_colours(num_classes)
         img.putpalette(pal.reshape(-1).tolist())
     img.save(path)
 
