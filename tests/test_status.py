@@ -22,12 +22,21 @@ def _cfg(compose, uri, *extra):
 
 
 def test_nan_loss_ends_failed_with_the_reason(tmp_path, compose, monkeypatch):
-    from segexp.runner import train
+    import segexp.runner as runner
 
+    real = runner.build_datasets
+
+    def nan_images(*args, **kwargs):
+        # Inject the NaN: every training image is NaN, so the first batch's loss is NaN.
+        data = real(*args, **kwargs)
+        data["train"] = data["train"].map(lambda x, *rest: (x * float("nan"), *rest))
+        return data
+
+    monkeypatch.setattr(runner, "build_datasets", nan_images)
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(NaNLossError, match="NaN loss at epoch 1"):
-        train(_cfg(compose, uri, "optimizer.learning_rate=1e12"))
+        runner.train(_cfg(compose, uri))
     client, run = only_run(uri)
     assert run.info.status == "FAILED"
     assert run.data.tags["error"] == "NaNLossError: NaN loss at epoch 1"
@@ -52,6 +61,29 @@ def test_exception_marks_the_run_failed_with_the_error(tmp_path, compose, monkey
     assert run.data.tags["error"] == "RuntimeError: disk full while logging results"
     assert "Traceback" in Path(client.download_artifacts(run.info.run_id, "error.txt")).read_text()
     assert steps_of(client, run.info.run_id, "loss") == [1]
+    # The realised split sizes sit beside the configured fractions.
+    params = run.data.params
+    sizes = {k: int(params[f"dataset.split_sizes.{k}"]) for k in ("train", "val", "test")}
+    assert sum(sizes.values()) == 24 and min(sizes.values()) >= 1
+    assert float(params["dataset.split.train"]) > 0
+
+
+def test_split_fractions_must_sum_to_one(tmp_path, compose, monkeypatch):
+    from segexp.data.split import split_fractions
+    from segexp.errors import ConfigError
+    from segexp.runner import train
+
+    assert split_fractions({"train": 0.33, "val": 0.33, "test": 0.3334}) == pytest.approx(
+        {"train": 0.33, "val": 0.33, "test": 0.3334}, abs=1e-3
+    )
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(ConfigError) as info:
+        train(_cfg(compose, uri, "dataset.split={train:0.7,val:0.3,test:0.2}"))
+    assert str(info.value) == (
+        "dataset.split={train: 0.7, val: 0.3, test: 0.2} sums to 1.2; the fractions must sum "
+        "to 1 (change dataset.split.train / val / test)"
+    )
 
 
 def test_transient_logging_errors_are_retried_and_never_crash(tmp_path, compose, monkeypatch):
@@ -123,6 +155,7 @@ def test_an_interrupt_between_checkpoint_and_logging_still_logs_the_epoch(
         train(_cfg(compose, uri, "trainer.epochs=3"))
     client, run = only_run(uri)
     assert run.info.status == "KILLED"
+    assert run.data.tags["segexp.status_reason"] == "interrupted (received SIGINT)"
     state = json.loads(Path(run.data.tags["segexp.resume_checkpoint"], "state.json").read_text())
     assert state["epoch"] == 2
     for key in ("loss", "val_loss", "lr"):
