@@ -327,19 +327,16 @@ def interrupted(tmp_path_factory):
         shutil.copytree(out, dest / "out")
         shutil.copy(base / "mlflow.db", dest / "mlflow.db")
         new_uri = f"sqlite:///{dest}/mlflow.db"
+        saved = dest / "out/checkpoints/resume/config.yaml"  # the copy's own store
+        saved.write_text(saved.read_text().replace(uri, new_uri))
         return new_uri, dest / "out", [*settings[:-1], f"tracking.uri={new_uri}"]
 
     return copy
 
 
-def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """`segexp-train ARGS` in this process: (exit status, stderr)."""
-    from segexp import train as cli
-
-    monkeypatch.setattr(sys, "argv", ["segexp-train", *args])
-    with pytest.raises(SystemExit) as info:
-        cli.main()
-    return info.value.code, capsys.readouterr().err
+def _cli(cwd: Path, *args: str) -> tuple[int, str]:
+    """`segexp-train ARGS`: (exit status, console output)."""
+    return run_cli([sys.executable, "-m", "segexp.train", *args], cwd)
 
 
 def _one_line(err: str) -> str:
@@ -377,7 +374,7 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous_epoch(
     ],
 )
 def test_an_unreadable_checkpoint_file_is_one_line_and_leaves_the_run_killed(
-    tmp_path, interrupted, monkeypatch, capsys, case, expected
+    tmp_path, interrupted, case, expected
 ):
     from mlflow import MlflowClient
 
@@ -388,7 +385,7 @@ def test_an_unreadable_checkpoint_file_is_one_line_and_leaves_the_run_killed(
         (folder / "epoch-00001.npz").unlink()
     else:
         (folder / ("config.yaml" if case == "empty_config" else "state.json")).write_text("")
-    code, err = _cli(monkeypatch, capsys, f"resume={out}", f"hydra.run.dir={tmp_path}/r")
+    code, err = _cli(tmp_path, f"resume={out}", f"hydra.run.dir={tmp_path}/r")
     line = _one_line(err)
     assert code == 2
     assert re.search(expected, line), line
@@ -398,9 +395,7 @@ def test_an_unreadable_checkpoint_file_is_one_line_and_leaves_the_run_killed(
     assert run.data.tags["segexp.status_reason"] == "interrupted (received SIGINT)"
 
 
-def test_a_failed_resume_closes_a_run_whose_process_is_gone_as_killed(
-    tmp_path, interrupted, monkeypatch, capsys
-):
+def test_a_failed_resume_closes_a_run_whose_process_is_gone_as_killed(tmp_path, interrupted):
     """What SIGKILL leaves (RUNNING, its process gone) plus a corrupt checkpoint: the resume
     cannot start, and the run is closed as KILLED with the reason."""
     import subprocess
@@ -416,7 +411,7 @@ def test_a_failed_resume_closes_a_run_whose_process_is_gone_as_killed(
     client = MlflowClient(uri)
     client.update_run(record["run_id"], status="RUNNING")
     (folder / "config.yaml").write_text("")
-    code, err = _cli(monkeypatch, capsys, f"resume={out}", f"hydra.run.dir={tmp_path}/r")
+    code, err = _cli(tmp_path, f"resume={out}", f"hydra.run.dir={tmp_path}/r")
     line = _one_line(err)
     assert code == 2
     run = client.get_run(record["run_id"])
