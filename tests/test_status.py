@@ -22,17 +22,19 @@ def _cfg(compose, uri, *extra):
 
 
 def test_nan_loss_ends_failed_with_the_reason(tmp_path, compose, monkeypatch):
+    import keras
+
     import segexp.runner as runner
 
-    real = runner.build_datasets
+    real = runner.compile_args
 
-    def nan_images(*args, **kwargs):
-        # Inject the NaN: every training image is NaN, so the first batch's loss is NaN.
-        data = real(*args, **kwargs)
-        data["train"] = data["train"].map(lambda x, *rest: (x * float("nan"), *rest))
-        return data
+    def nan_loss(*args, **kwargs):
+        # Inject the NaN: the loss of the very first batch is NaN, on every machine.
+        compiled = real(*args, **kwargs)
+        compiled["loss"] = lambda y_true, y_pred: keras.ops.mean(y_pred) * float("nan")
+        return compiled
 
-    monkeypatch.setattr(runner, "build_datasets", nan_images)
+    monkeypatch.setattr(runner, "compile_args", nan_loss)
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(NaNLossError, match="NaN loss at epoch 1"):
@@ -73,9 +75,8 @@ def test_split_fractions_must_sum_to_one(tmp_path, compose, monkeypatch):
     from segexp.errors import ConfigError
     from segexp.runner import train
 
-    assert split_fractions({"train": 0.33, "val": 0.33, "test": 0.3334}) == pytest.approx(
-        {"train": 0.33, "val": 0.33, "test": 0.3334}, abs=1e-3
-    )
+    thirds = split_fractions({"train": 0.3333, "val": 0.3333, "test": 0.3333})  # rounding
+    assert thirds == pytest.approx({"train": 1 / 3, "val": 1 / 3, "test": 1 / 3})
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(ConfigError) as info:
