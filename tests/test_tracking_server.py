@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from segexp import tracking
-from segexp.errors import TrackingError
+from segexp.errors import ConfigError, TrackingError
 from tests._runs import only_run, run_cli, steps_of
 from tests.conftest import TINY
 
@@ -114,10 +114,12 @@ def test_training_against_a_real_server_never_logs_the_password(
     assert list((tmp_path / "art").rglob("config.yaml"))
 
 
-def test_no_secret_reaches_the_output_folder_or_the_console(tmp_path, server):
+def test_no_secret_reaches_the_output_folder_or_the_console(tmp_path, server, compose, monkeypatch):
     """A password in tracking.uri and a secret tag: neither is in any file under the output
     folders (Hydra's .hydra/*.yaml, the resume checkpoint) nor in the console output of a run
     killed mid-way, a resume without the credentials, and a resume with them in the env."""
+    from segexp.checkpoint import prepare
+
     uri = f"http://user:s3cr3tpw@127.0.0.1:{server}"
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "segexp.train", *TINY, "tracking.log_model=false"]
@@ -127,13 +129,16 @@ def test_no_secret_reaches_the_output_folder_or_the_console(tmp_path, server):
     hydra_config = (out / ".hydra" / "config.yaml").read_text()
     assert "api_token: '***'" in hydra_config and "user:***@" in hydra_config
 
-    resume = [*cmd, f"resume={out}", f"hydra.run.dir={tmp_path}/r"]
-    code, refused = run_cli(resume, tmp_path)
-    assert code == 2
-    assert (
+    for name in (tracking.USER_ENV, tracking.PASSWORD_ENV):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError) as refused:  # a resume without the credentials: one line
+        prepare(compose([f"resume={out}"]), [f"resume={out}"])
+    assert str(refused.value) == (
         f"resume={out}: the run's tracking store http://127.0.0.1:{server} needs credentials; "
-        "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-    ) in refused
+        "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or pass "
+        "tracking.uri=<uri with user:password@>)"
+    )
+    resume = [*cmd, f"resume={out}", f"hydra.run.dir={tmp_path}/r"]
     credentials = {tracking.USER_ENV: "user", tracking.PASSWORD_ENV: "s3cr3tpw"}
     code, resumed = run_cli(resume, tmp_path, **credentials)
     assert code == 0, resumed[-3000:]
@@ -145,7 +150,12 @@ def test_no_secret_reaches_the_output_folder_or_the_console(tmp_path, server):
     assert {".hydra/hydra.yaml", ".hydra/overrides.yaml", "checkpoints/resume/config.yaml"} <= {
         str(p.relative_to(out)) for p in files if p.is_relative_to(out)
     }
-    for text in [killed, refused, resumed, *(p.read_bytes().decode("latin-1") for p in files)]:
+    for text in [
+        killed,
+        str(refused.value),
+        resumed,
+        *(p.read_bytes().decode("latin-1") for p in files),
+    ]:
         assert "s3cr3tpw" not in text and "tok3n-value" not in text
 
 
