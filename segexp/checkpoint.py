@@ -12,8 +12,9 @@ Layout, in the run's output directory::
 
 Order at the end of every epoch (``EpochLogger`` calls :meth:`ResumeCheckpoint.before_log`):
 1. the variables are written to a new ``epoch-NNNNN.npz``, then ``state.json`` is replaced
-   atomically (``os.replace``) and older weight files are deleted: a crash at any moment leaves a
-   ``state.json`` that names a complete weights file;
+   atomically (``os.replace``; it also records the previous epoch's state) and weight files
+   older than the previous epoch's are deleted: a crash at any moment leaves a ``state.json``
+   that names a complete weights file, and a fall-back if that file is damaged later;
 2. only then is the epoch logged to MLflow. A crash between 1 and 2 loses nothing: on resume
    :func:`segexp.tracking.log_missing_epochs` compares the checkpoint's history with the run's
    metric history and logs exactly the (metric, epoch) values the run lacks; training continues
