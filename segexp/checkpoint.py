@@ -57,6 +57,7 @@ from omegaconf import DictConfig, OmegaConf
 from segexp import tracking
 from segexp.config import MASK, mask_secrets, redact
 from segexp.errors import ConfigError, SegexpError
+from segexp.resume_files import load_saved_config, note_failed_resume, process_alive, usable_state
 
 RESUME_SUBDIR = Path("checkpoints") / "resume"
 RUN_FILE, CONFIG_FILE, STATE_FILE = "run.json", "config.yaml", "state.json"
@@ -68,8 +69,6 @@ CALLBACK_ATTRS = ("wait", "best", "cooldown_counter", "best_epoch", "stopped_epo
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 LAUNCH_TAG = "segexp.launch"
 FAULT_ENV = "SEGEXP_FAULT"
-# Sections every saved config has; a file without them is not a segexp config.
-CONFIG_SECTIONS = ("model", "dataset", "trainer", "tracking")
 
 
 def fault_point(name: str) -> None:
@@ -234,57 +233,6 @@ def conflicts(cfg: DictConfig, saved: DictConfig, overrides: Iterable[str]) -> l
     return found
 
 
-def _load_saved_config(path: Path, spec: str) -> DictConfig:
-    hint = "copy the run's config.yaml artifact from MLflow there, or start a new run"
-    try:
-        saved = OmegaConf.load(path)
-    except Exception as err:  # noqa: BLE001 - any parse error becomes one line
-        raise ConfigError(f"resume={spec}: {path} is unreadable ({err}); {hint}") from None
-    missing = [k for k in CONFIG_SECTIONS if not isinstance(saved, DictConfig) or k not in saved]
-    if missing:
-        what = "empty" if not saved else f"missing {', '.join(missing)}"
-        raise ConfigError(f"resume={spec}: {path} is {what}, not a saved segexp config; {hint}")
-    return saved
-
-
-def _unreadable(path: Path) -> str | None:
-    """Why a variables file cannot be read (None when every array in it reads back)."""
-    try:
-        with np.load(path) as saved:
-            for key in saved.files:
-                saved[key]
-    except Exception as err:  # noqa: BLE001 - BadZipFile, EOFError, zlib errors, a missing file
-        return f"{type(err).__name__}: {err}"
-    return None
-
-
-def usable_state(folder: Path, state: dict[str, Any] | None, spec: str) -> dict[str, Any] | None:
-    """``state`` when its variables file reads back; else the previous epoch's state (its
-    variables, the newest history), saying so; else a one-line ConfigError."""
-    if not state or not state.get("weights"):
-        return state
-    path = folder / state["weights"]
-    why = _unreadable(path)
-    if why is None:
-        return state
-    epoch, prev = int(state.get("epoch", 0)), state.get("previous")
-    if prev and prev.get("weights") and _unreadable(folder / prev["weights"]) is None:
-        print(
-            f"segexp: resume: {path} is unreadable ({why}); continuing from the previous "
-            f"checkpoint {prev['weights']} (epoch {prev['epoch']}): epoch {epoch} is trained "
-            "again and the run keeps the values it logged for it",
-            flush=True,
-        )
-        return {**prev, "history": state.get("history", {}), "redo_through": epoch}
-    if epoch == 0:
-        print(f"segexp: resume: {path} is unreadable ({why}); starting from epoch 0", flush=True)
-        return None
-    raise ConfigError(
-        f"resume={spec}: {path} is unreadable ({why}) and no earlier checkpoint is readable; "
-        "start a new run"
-    )
-
-
 def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Resume]:
     """Load the interrupted run's config and checkpoint; refuse conflicting overrides.
 
@@ -296,14 +244,14 @@ def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Resume]:
     record = _read_json(folder / RUN_FILE)
     saved = None
     try:
-        saved = _load_saved_config(folder / CONFIG_FILE, spec)
+        saved = load_saved_config(folder / CONFIG_FILE, spec)
         merged, state = _merge(cfg, saved, overrides, spec, record), None
         if (folder / STATE_FILE).is_file():
             state = usable_state(folder, _read_json(folder / STATE_FILE), spec)
     except ConfigError as err:
         uri = str(saved.tracking.uri) if saved is not None else str(cfg.tracking.uri)
         explicit = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
-        _note_failed_resume(
+        note_failed_resume(
             str(cfg.tracking.uri) if "tracking.uri" in explicit else uri, record, err
         )
         raise
@@ -343,37 +291,6 @@ def _merge(
     return merged
 
 
-def _note_failed_resume(uri: str, record: dict[str, Any], err: Exception) -> None:
-    """Say on the run why it could not be resumed; close it as KILLED if its process is gone."""
-    run_id = record.get("run_id")
-    if not run_id:
-        return
-    with contextlib.suppress(Exception):
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking.credentials_to_env(uri))
-        run = tracking.retry(client.get_run, run_id, attempts=1)
-        line = redact(str(err))[:5000]
-        tags = {"segexp.resume_error": line}
-        pid, host = int(record.get("pid", -1)), record.get("host")
-        gone = host != socket.gethostname() or pid == -1 or not _alive(pid)
-        if run.info.status == "RUNNING" and gone:
-            tags["segexp.status_reason"] = f"killed (process {pid} on {host} gone); {line}"
-        tracking.log_tags(client, run_id, tags)
-        if "segexp.status_reason" in tags:
-            tracking.set_status(client, run_id, "KILLED")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reopen(client: Any, resume: Resume, cfg: DictConfig) -> None:
     """Make an interrupted run resumable: refuse finished or live runs, close a stale one.
 
@@ -387,7 +304,7 @@ def reopen(client: Any, resume: Resume, cfg: DictConfig) -> None:
         raise ConfigError(f"{where}: run {resume.run_id} is already FINISHED; nothing to resume")
     pid, host = int(resume.record.get("pid", -1)), resume.record.get("host")
     if status == "RUNNING":
-        if host == socket.gethostname() and pid not in (-1, os.getpid()) and _alive(pid):
+        if host == socket.gethostname() and pid not in (-1, os.getpid()) and process_alive(pid):
             raise ConfigError(
                 f"{where}: run {resume.run_id} is still being trained by process {pid}; "
                 "stop it first (kill -TERM saves a checkpoint)"
