@@ -419,3 +419,47 @@ def test_a_failed_resume_closes_a_run_whose_process_is_gone_as_killed(tmp_path, 
     reason = run.data.tags["segexp.status_reason"]
     assert reason.startswith(f"killed (process {gone.pid} on ") and "config.yaml is empty" in reason
     assert run.data.tags["segexp.resume_error"] in line
+
+
+def test_a_launch_killed_before_its_run_existed_is_resumed_into_a_new_run(
+    tmp_path, compose, monkeypatch, capsys
+):
+    """The kill came after run.json (no run id) but before MLflow created the run: resume
+    creates the run and trains it from epoch 0."""
+    from mlflow import MlflowClient
+
+    from segexp.runner import train
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    settings = [*TINY, "trainer.epochs=1", "trainer.evaluate_test=false"]
+    settings += ["tracking.log_model=false", f"tracking.uri={uri}"]
+    with monkeypatch.context() as patch:
+        patch.setattr(MlflowClient, "create_run", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train(compose(settings))
+    record = json.loads((out / "checkpoints/resume/run.json").read_text())
+    assert record["run_id"] is None and record["launch"]
+    assert (
+        MlflowClient(uri).search_runs(
+            [MlflowClient(uri).get_experiment_by_name("segexp").experiment_id]
+        )
+        == []
+    )
+    train(compose([*settings, f"resume={out}"]))
+    assert (
+        "the interrupted launch never created its MLflow run; creating it"
+        in capsys.readouterr().out
+    )
+    client, run = only_run(uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["segexp.launch"] == record["launch"]
+    assert steps_of(client, run.info.run_id, "loss") == [1]
+    assert (
+        json.loads((out / "checkpoints/resume/run.json").read_text())["run_id"] == run.info.run_id
+    )
