@@ -12,15 +12,26 @@ Layout, in the run's output directory::
 
 Order at the end of every epoch (``EpochLogger`` calls :meth:`ResumeCheckpoint.before_log`):
 1. the variables are written to a new ``epoch-NNNNN.npz``, then ``state.json`` is replaced
-   atomically (``os.replace``) and older weight files are deleted: a crash at any moment leaves a
-   ``state.json`` that names a complete weights file;
+   atomically (``os.replace``; it also records the previous epoch's state) and weight files
+   older than the previous epoch's are deleted: a crash at any moment leaves a ``state.json``
+   that names a complete weights file, and a fall-back if that file is damaged later;
 2. only then is the epoch logged to MLflow. A crash between 1 and 2 loses nothing: on resume
    :func:`segexp.tracking.log_missing_epochs` compares the checkpoint's history with the run's
    metric history and logs exactly the (metric, epoch) values the run lacks; training continues
    at the next epoch, so no epoch is ever logged twice.
 
-``run.json``/``config.yaml`` are written right after the MLflow run is created and an epoch-0
-state right before the first epoch, so any run that got as far as training can be resumed.
+``run.json`` (with a launch id, no run id yet) and ``config.yaml`` are written *before* the
+MLflow run is created, which carries the launch id as the tag ``segexp.launch``; ``run.json``
+gets the run id right after. A crash in between is resumed by finding the run by its launch tag
+(or creating it when the crash came first). An epoch-0 state is written right before the first
+epoch; the previous epoch's variables file is kept, so a truncated newest file falls back to it.
+
+The saved config and ``run.json`` hold no secret: secret-named keys are masked and tracking
+credentials travel in ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``.
+
+Crash tests: ``SEGEXP_FAULT=<point>`` makes the process SIGKILL itself at that point
+(:func:`fault_point`): ``run_created``, ``mid_epoch``, ``between_epochs``, ``test_evaluation``,
+``model_logging``.
 """
 
 from __future__ import annotations
@@ -44,8 +55,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from segexp import tracking
-from segexp.config import redact
+from segexp.config import MASK, mask_secrets, redact
 from segexp.errors import ConfigError, SegexpError
+from segexp.resume_files import load_saved_config, note_failed_resume, process_alive, usable_state
 
 RESUME_SUBDIR = Path("checkpoints") / "resume"
 RUN_FILE, CONFIG_FILE, STATE_FILE = "run.json", "config.yaml", "state.json"
@@ -55,6 +67,14 @@ FREE_KEYS = ("resume", "trainer.verbose", "tracking.uri", "hydra")
 # Counters of Keras callbacks that must survive a restart (plateau, early stopping, best ckpt).
 CALLBACK_ATTRS = ("wait", "best", "cooldown_counter", "best_epoch", "stopped_epoch")
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
+LAUNCH_TAG = "segexp.launch"
+FAULT_ENV = "SEGEXP_FAULT"
+
+
+def fault_point(name: str) -> None:
+    """Crash tests: SIGKILL this process here when ``SEGEXP_FAULT`` names this point."""
+    if os.environ.get(FAULT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class NaNLossError(SegexpError):
@@ -103,22 +123,37 @@ def saved_history(output_dir: Path | str) -> dict[str, list[float]]:
     return dict(_read_json(path).get("history") or {})
 
 
-def write_run_file(output_dir: Path | str, run_id: str, cfg: DictConfig) -> None:
-    """Record the run id and the resolved config next to the checkpoints."""
+def write_run_file(
+    output_dir: Path | str, run_id: str | None, cfg: DictConfig, launch: str
+) -> None:
+    """Record the launch id, the run id (None before the run exists) and the resolved config
+    (secrets masked) next to the checkpoints."""
     folder = resume_dir(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(folder / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    _write_atomic(folder / RUN_FILE, json.dumps(_run_record(run_id, cfg), indent=1))
+    masked = mask_secrets(OmegaConf.to_container(cfg, resolve=True))
+    _write_atomic(folder / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(masked)))
+    _write_atomic(folder / RUN_FILE, json.dumps(_run_record(run_id, cfg, launch), indent=1))
 
 
-def _run_record(run_id: str, cfg: DictConfig) -> dict[str, Any]:
+def _run_record(run_id: str | None, cfg: DictConfig, launch: str | None) -> dict[str, Any]:
     return {
         "run_id": run_id,
+        "launch": launch,
         "tracking_uri": redact(str(cfg.tracking.uri)),
+        "tracking_credentials": bool(os.environ.get(tracking.USER_ENV)),
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def find_launched_run(client: Any, experiment_id: str, launch: str) -> str | None:
+    """The run created by the launch ``launch`` (a crash may have come before ``run.json``
+    got its id), or None when the crash came before the run was created."""
+    runs = tracking.retry(
+        client.search_runs, [experiment_id], filter_string=f"tags.`{LAUNCH_TAG}` = '{launch}'"
+    )
+    return runs[0].info.run_id if runs else None
 
 
 @dataclass
@@ -162,7 +197,8 @@ def locate(spec: str, tracking_uri: str) -> Path:
     if not out or not (resume_dir(out) / RUN_FILE).is_file():
         raise ConfigError(
             f"resume={spec}: the run's output_dir tag ({out}) holds no resume checkpoint "
-            f"({RESUME_SUBDIR / RUN_FILE}); pass resume=<output dir> instead"
+            f"({RESUME_SUBDIR / RUN_FILE}) on this machine; resume it where that folder is, "
+            "or start a new run"
         )
     return Path(out)
 
@@ -188,7 +224,7 @@ def conflicts(cfg: DictConfig, saved: DictConfig, overrides: Iterable[str]) -> l
         prefixes.append("" if key == "experiment" else key)
     found = []
     for key in sorted(set(new) | set(old)):
-        if key.startswith(FREE_KEYS):
+        if key.startswith(FREE_KEYS) or old.get(key) == MASK:  # a masked secret: re-supplied
             continue
         if any(p == "" or key == p or key.startswith(p + ".") for p in prefixes) and new.get(
             key, "<unset>"
@@ -198,20 +234,36 @@ def conflicts(cfg: DictConfig, saved: DictConfig, overrides: Iterable[str]) -> l
 
 
 def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Resume]:
-    """Load the interrupted run's config and checkpoint; refuse conflicting overrides."""
+    """Load the interrupted run's config and checkpoint; refuse conflicting overrides.
+
+    A checkpoint that cannot be used is one line (ConfigError) and is noted on the run (tag
+    ``segexp.resume_error``; a run left RUNNING by a dead process is closed as KILLED)."""
     spec = str(cfg.resume)
     out = locate(spec, str(cfg.tracking.uri))
     folder = resume_dir(out)
     record = _read_json(folder / RUN_FILE)
+    saved = None
     try:
-        saved = OmegaConf.load(folder / CONFIG_FILE)
-    except Exception as err:  # noqa: BLE001 - any parse error becomes one line
-        raise ConfigError(
-            f"resume={spec}: {folder / CONFIG_FILE} is unreadable ({err}); start a new run"
-        ) from None
+        saved = load_saved_config(folder / CONFIG_FILE, spec)
+        merged, state = _merge(cfg, saved, overrides, spec, record), None
+        if (folder / STATE_FILE).is_file():
+            state = usable_state(folder, _read_json(folder / STATE_FILE), spec)
+    except ConfigError as err:
+        uri = str(saved.tracking.uri) if saved is not None else str(cfg.tracking.uri)
+        explicit = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+        note_failed_resume(
+            str(cfg.tracking.uri) if "tracking.uri" in explicit else uri, record, err
+        )
+        raise
+    return merged, Resume(out, str(record.get("run_id") or ""), state, record)
+
+
+def _merge(
+    cfg: DictConfig, saved: DictConfig, overrides: list[str], spec: str, record: dict[str, Any]
+) -> DictConfig:
     changed = conflicts(cfg, saved, overrides)
     if changed:
-        shown = "; ".join(tracking.redact_text(c) for c in changed[:5])
+        shown = "; ".join(redact(c) for c in changed[:5])
         raise ConfigError(
             f"resume={spec}: the overrides change the saved config ({shown}); a resumed run "
             "keeps its config: drop these overrides or start a new run"
@@ -220,21 +272,23 @@ def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Resume]:
     merged = saved.copy()
     OmegaConf.set_struct(merged, False)
     merged.resume = spec
-    for key in ("trainer.verbose", "tracking.uri"):
+    masked = [k for k, v in _flat(OmegaConf.to_container(saved)).items() if v == MASK]
+    for key in ("trainer.verbose", "tracking.uri", *masked):
         if key in explicit:
             OmegaConf.update(merged, key, OmegaConf.select(cfg, key), merge=False)
-    state = _read_json(folder / STATE_FILE) if (folder / STATE_FILE).is_file() else None
-    return merged, Resume(out, str(record["run_id"]), state, record)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    uri = str(merged.tracking.uri)
+    has_userinfo = "@" in uri.split("://", 1)[-1].split("/", 1)[0]
+    if (
+        record.get("tracking_credentials")
+        and not has_userinfo
+        and not os.environ.get(tracking.USER_ENV)
+    ):
+        raise ConfigError(
+            f"resume={spec}: the run's tracking store {uri} needs credentials; set "
+            f"{tracking.USER_ENV} and {tracking.PASSWORD_ENV} (or pass "
+            "tracking.uri=<uri with user:password@>)"
+        )
+    return merged
 
 
 def reopen(client: Any, resume: Resume, cfg: DictConfig) -> None:
@@ -250,7 +304,7 @@ def reopen(client: Any, resume: Resume, cfg: DictConfig) -> None:
         raise ConfigError(f"{where}: run {resume.run_id} is already FINISHED; nothing to resume")
     pid, host = int(resume.record.get("pid", -1)), resume.record.get("host")
     if status == "RUNNING":
-        if host == socket.gethostname() and pid not in (-1, os.getpid()) and _alive(pid):
+        if host == socket.gethostname() and pid not in (-1, os.getpid()) and process_alive(pid):
             raise ConfigError(
                 f"{where}: run {resume.run_id} is still being trained by process {pid}; "
                 "stop it first (kill -TERM saves a checkpoint)"
@@ -271,7 +325,8 @@ def reopen(client: Any, resume: Resume, cfg: DictConfig) -> None:
         {"segexp.resumes": resumes, "segexp.resumed_from_epoch": resume.epoch},
     )
     folder = resume_dir(resume.output_dir)
-    _write_atomic(folder / RUN_FILE, json.dumps(_run_record(resume.run_id, cfg), indent=1))
+    record = _run_record(resume.run_id, cfg, resume.record.get("launch"))
+    _write_atomic(folder / RUN_FILE, json.dumps(record, indent=1))
     print(
         f"segexp: resuming MLflow run {resume.run_id} after epoch {resume.epoch} "
         f"(was {status}); outputs in {resume.output_dir}",
@@ -319,8 +374,10 @@ def load_weights(model: keras.Model, resume: Resume) -> None:
                 prefix: [saved[k] for k in sorted(saved.files) if k.startswith(prefix)]
                 for prefix in ("model_", "optimizer_")
             }
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"resume: {path} is unreadable ({err}); start a new run") from None
+    except Exception as err:  # noqa: BLE001 - BadZipFile, EOFError, zlib errors: one line
+        raise ConfigError(
+            f"resume: {path} is unreadable ({type(err).__name__}: {err}); start a new run"
+        ) from None
     _assign(list(model.variables), parts["model_"], "model", path)
     if parts["optimizer_"] and getattr(model, "optimizer", None) is not None:
         if not model.optimizer.built:
@@ -354,6 +411,9 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self.restored = state
         state = state or {}
         self.epoch = int(state.get("epoch", 0))
+        # After a fall-back to the previous checkpoint: epochs the run already logged.
+        self.redo_through = int(state.get("redo_through", 0))
+        self._saved = {k: v for k, v in state.items() if k not in ("previous", "redo_through")}
         self.history: dict[str, list[float]] = {
             k: [float(v) for v in vals] for k, vals in state.get("history", {}).items()
         }
@@ -383,6 +443,8 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self._current = epoch
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self._current >= 1 and batch == 1:
+            fault_point("mid_epoch")
         loss = (logs or {}).get("loss")
         if self.stop_on_nan and self.nan_epoch is None and loss is not None and not _finite(loss):
             self.nan_epoch = self._current + 1
@@ -399,7 +461,8 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             values[epoch:] = [_float(value)]
         self.epoch = epoch + 1
         self.save()
-        return True
+        fault_point("between_epochs")
+        return self.epoch > self.redo_through
 
     # -- state ---------------------------------------------------------------------------------
     def callback_state(self) -> dict[str, dict[str, Any]]:
@@ -445,10 +508,15 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             "pid": os.getpid(),
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        _write_atomic(self.folder / STATE_FILE, json.dumps(state, indent=1))
+        previous = self._saved if self._saved.get("weights") not in (None, name) else None
+        _write_atomic(
+            self.folder / STATE_FILE, json.dumps({**state, "previous": previous}, indent=1)
+        )
+        keep = {name, (previous or {}).get("weights")}
         for old in self.folder.glob("epoch-*.npz"):
-            if old.name != name:
+            if old.name not in keep:
                 old.unlink(missing_ok=True)
+        self._saved = state
         return self.folder / name
 
 

@@ -6,6 +6,7 @@ import contextlib
 import io
 import math
 import traceback
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from mlflow import MlflowClient
 from mlflow.data.dataset_source import DatasetSource
+from mlflow.entities import Param
 from omegaconf import DictConfig, OmegaConf
 
 from segexp import checkpoint, sweep, tracking
@@ -58,6 +60,25 @@ def _hydra_context() -> tuple[Path, list[str]]:
     return Path.cwd(), []
 
 
+def _mask_hydra_files() -> None:
+    """Hide secrets (URI passwords, secret-named keys) in the YAML files Hydra wrote for this
+    job (``.hydra/``) and for its sweep (``multirun.yaml``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from segexp.config import mask_yaml_files
+
+    if not HydraConfig.initialized():
+        return
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    folder = Path(hc.runtime.output_dir) / hc.output_subdir if hc.output_subdir else None
+    files = sorted(folder.glob("*.yaml")) if folder and folder.is_dir() else []
+    if hc.mode == RunMode.MULTIRUN:
+        files.append(Path(hc.sweep.dir) / "multirun.yaml")
+    mask_yaml_files([f for f in files if f.is_file()])
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     keras.utils.set_random_seed(seed)
     if deterministic:
@@ -84,6 +105,7 @@ def _objective(cfg: DictConfig, summary: dict[str, float]) -> float | None:
 def train(cfg: DictConfig) -> float | None:
     """Run one job described by ``cfg``; returns the configured objective metric."""
     output_dir, overrides = _hydra_context()
+    _mask_hydra_files()
     check_integers(cfg)
     tracking.check_store(str(cfg.tracking.uri))
     resume: checkpoint.Resume | None = None
@@ -91,6 +113,7 @@ def train(cfg: DictConfig) -> float | None:
         cfg, resume = checkpoint.prepare(cfg, overrides)
         output_dir = resume.output_dir
         tracking.check_store(str(cfg.tracking.uri))
+    cfg = _credentials_to_env(cfg)
     start_epoch = resume.epoch if resume else 0
     mlflow.set_tracking_uri(str(cfg.tracking.uri))
     client = MlflowClient()
@@ -140,17 +163,7 @@ def train(cfg: DictConfig) -> float | None:
         **sweep.job_tags(),
         **OmegaConf.to_container(cfg.tracking.get("tags") or OmegaConf.create({}), resolve=True),
     }
-    if resume is None:
-        run = tracking.retry(
-            client.create_run,
-            experiment.experiment_id,
-            run_name=tracking.redact_text(sweep.child_run_name(cfg, overrides)),
-            tags=tracking.safe_tags(tags),
-        )
-        run_id = run.info.run_id
-    else:
-        run_id = resume.run_id
-        checkpoint.reopen(client, resume, cfg)
+    run_id = _open_run(client, experiment.experiment_id, cfg, overrides, tags, output_dir, resume)
     print(
         f"segexp: MLflow run {run_id} in {tracking.redact_text(str(cfg.tracking.uri))} "
         f"(experiment {cfg.tracking.experiment!r}); outputs in {output_dir}",
@@ -172,10 +185,59 @@ def train(cfg: DictConfig) -> float | None:
         resume=resume,
     )
     with _run_status(client, run_id, output_dir):
-        if resume is None:
-            checkpoint.write_run_file(output_dir, run_id, cfg)
         summary = _fit_and_log(job)
     return _objective(cfg, summary)
+
+
+def _credentials_to_env(cfg: DictConfig) -> DictConfig:
+    """The config with the tracking URI's credentials moved to MLflow's environment variables."""
+    uri = str(cfg.tracking.uri)
+    clean = tracking.credentials_to_env(uri)
+    if clean == uri:
+        return cfg
+    cfg = cfg.copy()
+    OmegaConf.update(cfg, "tracking.uri", clean, merge=False)
+    return cfg
+
+
+def _open_run(
+    client: MlflowClient,
+    experiment_id: str,
+    cfg: DictConfig,
+    overrides: list[str],
+    tags: dict[str, Any],
+    output_dir: Path,
+    resume: checkpoint.Resume | None,
+) -> str:
+    """Create the MLflow run (what resume needs is on disk first) or reopen the resumed one.
+
+    A resume of a launch that was killed before ``run.json`` got its run id finds the run by its
+    launch tag, or creates it when the kill came before the run existed."""
+    if resume is not None and not resume.run_id:
+        launch = str(resume.record.get("launch") or "")
+        found = launch and checkpoint.find_launched_run(client, experiment_id, launch)
+        if found:
+            resume.run_id = found
+            checkpoint.write_run_file(output_dir, found, cfg, launch)
+        else:
+            print("segexp: the interrupted launch never created its MLflow run; creating it")
+    if resume is not None and resume.run_id:
+        checkpoint.reopen(client, resume, cfg)
+        return resume.run_id
+    launch = str(resume.record.get("launch") or "") if resume else ""
+    launch = launch or uuid.uuid4().hex
+    checkpoint.write_run_file(output_dir, None, cfg, launch)
+    run = tracking.retry(
+        client.create_run,
+        experiment_id,
+        run_name=tracking.redact(sweep.child_run_name(cfg, overrides)),
+        tags=tracking.safe_tags({**tags, checkpoint.LAUNCH_TAG: launch}),
+    )
+    checkpoint.fault_point("run_created")
+    checkpoint.write_run_file(output_dir, run.info.run_id, cfg, launch)
+    if resume is not None:
+        resume.run_id = run.info.run_id
+    return run.info.run_id
 
 
 def build_datasets(
@@ -253,7 +315,7 @@ def _run_status(client: MlflowClient, run_id: str, output_dir: Path):
                 client,
                 run_id,
                 {
-                    "segexp.status_reason": f"interrupted ({err or 'KeyboardInterrupt'})",
+                    "segexp.status_reason": f"interrupted ({str(err) or 'received SIGINT'})",
                     "segexp.resume_checkpoint": str(folder),
                 },
             )
@@ -330,11 +392,18 @@ def _log_lineage(client: MlflowClient, run_id: str, source) -> None:
         "dataset.class_names": ",".join(source.class_names),
     }
     tracking.log_tags(client, run_id, {k: v for k, v in info.items() if v is not None})
+    # The realised split sizes beside the configured fractions (params dataset.split.*).
+    sizes = [Param(f"dataset.split_sizes.{k}", str(v)) for k, v in source.sizes.items()]
+    tracking.retry(client.log_batch, run_id, params=sizes)
     freqs = source.extra.get("class_frequencies") or {}
-    tracking.log_metrics(client, run_id, {f"class_frequency_{k}": v for k, v in freqs.items()})
     counts = {k: source.extra.get(k) for k in ("num_skipped", "ignore_fraction")}
-    tracking.log_metrics(
-        client, run_id, {f"dataset_{k}": v for k, v in counts.items() if v is not None}
+    tracking.log_metrics_once(
+        client,
+        run_id,
+        {
+            **{f"class_frequency_{k}": v for k, v in freqs.items()},
+            **{f"dataset_{k}": v for k, v in counts.items() if v is not None},
+        },
     )
     if source.extra.get("skipped"):
         text = "\n".join(str(s) for s in source.extra["skipped"]) + "\n"
@@ -398,7 +467,7 @@ def _log_setup(job: Job, trainable: int) -> None:
     tracking.log_params(client, run_id, cfg)
     tracking.log_config(client, run_id, cfg, job.overrides)
     tracking.retry(client.log_text, run_id, model_summary(job.model), "model_summary.txt")
-    tracking.log_metrics(client, run_id, {"num_params": trainable, "num_params_total": total})
+    tracking.log_metrics_once(client, run_id, {"num_params": trainable, "num_params_total": total})
     _log_lineage(client, run_id, job.source)
     _log_preview(cfg, job.source, job.output_dir, figure_title(job))
 
@@ -505,7 +574,8 @@ def _log_results(
         results = model.evaluate(test_ds, return_dict=True, verbose=0)
         summary.update({f"test_{k}": float(v) for k, v in results.items()})
         summary.update(evaluate_split(model, test_ds, source, cfg.dataset, head))
-    tracking.log_metrics(client, run_id, summary)
+        checkpoint.fault_point("test_evaluation")
+    tracking.log_metrics_once(client, run_id, summary)  # once, however often it was resumed
     main_metric = "mae" if task == "reconstruction" else "accuracy"
     figure = learning_curves(history, main_metric, title=figure_title(job))
     tracking.retry(mlflow.log_figure, figure, "learning_curves.png")
@@ -518,6 +588,7 @@ def _log_results(
             cfg.tracking.get("registered_model_name"),
             resumed_run=run_id if job.resume is not None else None,
         )
+        checkpoint.fault_point("model_logging")
     buffer = io.StringIO()
     for key in sorted(summary):
         buffer.write(f"{key}: {summary[key]:.6g}\n")

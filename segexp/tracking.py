@@ -17,52 +17,53 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from segexp.config import _SECRET_KEY, PROJECT_ROOT, as_params, redact
+from segexp.config import PROJECT_ROOT, as_params, is_secret_key, mask_secrets, redact
 from segexp.errors import TrackingError
 
 if TYPE_CHECKING:  # mlflow is imported where it is used: the store check runs without it
     from mlflow import MlflowClient
 
 BATCH = 100  # MLflow's limit of params / tags per log_batch call.
-# ``key=value`` (an override, a line of text) whose key names a secret.
-_SECRET_ASSIGN = re.compile(
-    r"(?P<key>[\w.+~-]*(?:password|passwd|secret|token|api_key|apikey|credential)[\w.-]*)"
-    r"(?P<sep>\s*[=:]\s*)(?P<value>[^\s,]+)",
-    re.I,
-)
-
-
-def redact_text(text: str) -> str:
-    """Hide URI passwords and the values of secret-named ``key=value`` / ``key: value`` pairs."""
-    return _SECRET_ASSIGN.sub(lambda m: f"{m['key']}{m['sep']}***", redact(str(text)))
-
-
-def mask_secrets(value: Any) -> Any:
-    """A plain container with secret-named keys masked and URI passwords hidden."""
-    if isinstance(value, dict):
-        return {
-            k: "***" if _SECRET_KEY.search(str(k)) and v is not None else mask_secrets(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [mask_secrets(v) for v in value]
-    return redact(value) if isinstance(value, str) else value
+redact_text = redact  # the one redaction (segexp.config.redact), under its older name here
 
 
 def safe_tags(tags: dict[str, Any]) -> dict[str, str]:
     """Tags as strings, secrets masked (by key name and in URIs / ``key=value`` text)."""
     return {
-        k: "***" if _SECRET_KEY.search(str(k)) else redact_text(str(v))
-        for k, v in tags.items()
-        if v is not None
+        k: "***" if is_secret_key(k) else redact(str(v)) for k, v in tags.items() if v is not None
     }
 
 
+USER_ENV, PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
+
+
+def credentials_to_env(uri: str) -> str:
+    """``http://user:pw@host`` -> ``http://host``, the credentials moved to MLflow's
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` (so no URI that MLflow prints
+    or segexp saves carries them); other URIs are returned unchanged."""
+    if not uri.startswith(("http://", "https://")):
+        return uri
+    parts = urllib.parse.urlsplit(uri)
+    if not parts.username:
+        return uri
+    os.environ[USER_ENV] = urllib.parse.unquote(parts.username)
+    if parts.password is not None:
+        os.environ[PASSWORD_ENV] = urllib.parse.unquote(parts.password)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def _split_userinfo(url: str) -> tuple[str, dict[str, str]]:
-    """``http://user:pw@host/x`` -> (``http://host/x``, Basic auth header)."""
+    """``http://user:pw@host/x`` -> (``http://host/x``, Basic auth header); without
+    credentials in the URL, the header comes from ``MLFLOW_TRACKING_USERNAME/PASSWORD``."""
     parts = urllib.parse.urlsplit(url)
     if not parts.username:
-        return url, {}
+        user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
+        if not user:
+            return url, {}
+        token = f"{user}:{password or ''}"
+        return url, {"Authorization": "Basic " + base64.b64encode(token.encode()).decode()}
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     token = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
@@ -227,6 +228,15 @@ def log_metrics(
     ]
     for i in range(0, len(items), 1000):
         retry(client.log_batch, run_id, metrics=items[i : i + 1000])
+
+
+def log_metrics_once(client: MlflowClient, run_id: str, metrics: dict[str, float]) -> int:
+    """Log the (summary) metrics the run does not hold yet, so a resumed run never holds a
+    summary twice; returns how many were logged."""
+    have = set(retry(client.get_run, run_id).data.metrics)
+    missing = {k: v for k, v in metrics.items() if k not in have}
+    log_metrics(client, run_id, missing)
+    return len(missing)
 
 
 def _is_number(value: Any) -> bool:

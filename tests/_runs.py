@@ -31,11 +31,18 @@ def train_cmd(uri: str, out: Path, *extra: str) -> list[str]:
     ]
 
 
-def spawn(cmd: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+def spawn(cmd: list[str], cwd: Path, **env_extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **env_extra}
     return subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+def run_cli(cmd: list[str], cwd: Path, timeout: float = 300, **env_extra: str):
+    """Run a command to its end; (exit status, stdout and stderr together)."""
+    proc = spawn(cmd, cwd, **env_extra)
+    out = proc.communicate(timeout=timeout)[0]
+    return proc.returncode, out
 
 
 def wait_for_epoch(proc: subprocess.Popen, out: Path, epoch: int, timeout: float = 120) -> None:

@@ -45,7 +45,7 @@ def test_index_npz_with_labels_and_bad_values(tmp_path):
         masks_key="y",
         labels="labels.npy",
         mask_values={0: 0, 255: 1},
-        split={"train": 4, "val": 1, "test": 1},
+        split={"train": 0.66, "val": 0.17, "test": 0.17},
     )
     src = load_source(cfg, (12, 12), 1, 3)
     assert src.extra["mask_format"] == "index"

@@ -46,7 +46,7 @@ def test_regex_pairing_drive_style(tmp_path):
         masks="1st_manual",
         image_pattern=r"(\d+)_training",
         mask_pattern=r"(\d+)_manual1",
-        split={"train": 1, "val": 1, "test": 1},
+        split={"train": 0.34, "val": 0.33, "test": 0.33},
     )
     src = load_source(cfg, (12, 14), 3, 0)
     assert sum(src.sizes.values()) == 3

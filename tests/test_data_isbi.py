@@ -18,7 +18,7 @@ def cfg_for(**overrides):
 def test_tiff_stacks_tiled_with_membrane_as_class_one(tmp_path):
     write_isbi_tiff(tmp_path)
     assert len(tifffile.TiffFile(tmp_path / "train-volume.tif").pages) == 6
-    cfg = cfg_for(root=str(tmp_path), tile=32, split={"train": 4, "val": 1, "test": 1})
+    cfg = cfg_for(root=str(tmp_path), tile=32, split={"train": 0.66, "val": 0.17, "test": 0.17})
     src = load_source(cfg, (32, 32), 1, 0)
     assert src.sizes == {"train": 16, "val": 4, "test": 4}  # 4 patches per slice
     assert src.class_names == ["cell", "membrane"] and src.extra["format"] == "tiff"

@@ -52,7 +52,7 @@ def _isbi_tiff(tmp: Path) -> tuple[list[str], str]:
         "dataset=isbi2012",
         f"dataset.root={root}",
         "dataset.tile=32",
-        "dataset.split={train:4,val:1,test:1}",
+        "dataset.split={train:0.66,val:0.17,test:0.17}",
     ], str(root)
 
 
@@ -78,7 +78,7 @@ def _folder(tmp: Path) -> tuple[list[str], str]:
         "dataset.mask_values={0:0,1:1}",
         "dataset.ignore_value=255",
         "dataset.class_names=[background,vessel]",
-        "dataset.split={train:4,val:1,test:1}",
+        "dataset.split={train:0.66,val:0.17,test:0.17}",
     ], str(tmp / "drive")  # no dataset.root: the common parent of images and masks
 
 

@@ -4,7 +4,6 @@ depends only on (seed, epoch), so a run resumed at epoch k sees the batches of e
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from segexp.data.pipeline import make_dataset
@@ -61,7 +60,6 @@ def test_epoch_stream_works_with_a_global_seed_of_zero():
     assert sorted(np.concatenate(first[:3])[:, 0, 0, 0] // 4) == list(range(10))
 
 
-@pytest.mark.slow
 def test_two_deterministic_runs_give_identical_metrics(tmp_path, compose, monkeypatch):
     from segexp.runner import train
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +15,7 @@ import pytest
 from segexp import tracking
 from segexp.checkpoint import conflicts, locate
 from segexp.errors import ConfigError
-from tests._runs import EPOCH_KEYS, history, only_run, spawn, steps_of, train_cmd, wait_for_epoch
+from tests._runs import EPOCH_KEYS, history, only_run, run_cli, steps_of
 from tests.conftest import TINY
 
 EPOCHS = 4
@@ -24,55 +28,91 @@ SETTINGS = [
 ]
 
 
-@pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_logs_each_epoch_once(tmp_path, compose, monkeypatch):
-    uri, out = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "out"
-    proc = spawn(train_cmd(uri, out, *SETTINGS), tmp_path)
-    wait_for_epoch(proc, out, 2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    client, run = only_run(uri)
-    assert run.info.status == "RUNNING"  # what a SIGKILL leaves behind
-    saved = json.loads((out / "checkpoints/resume/state.json").read_text())["epoch"]
-    assert 2 <= saved < EPOCHS
+# SIGKILL at each fault point in turn, each kill in the process resuming the previous one:
+# (point, completed epochs in the checkpoint after the kill, epochs the run holds after it).
+KILLS = [
+    ("run_created", None, 0),  # run.json does not hold the run id yet
+    ("mid_epoch", 1, 1),  # during epoch 2
+    ("between_epochs", 2, 1),  # epoch 2 is checkpointed, not yet logged
+    ("test_evaluation", 3, 3),
+    ("model_logging", 3, 3),  # the model is logged, the run not yet FINISHED
+]
+KILL_SETTINGS = [
+    *TINY,
+    "trainer.epochs=3",
+    "trainer.steps_per_epoch=3",
+    "trainer.deterministic=true",
+    "augmentation=flip",
+    "trainer.log_images_every=1",
+]
+# Summary metrics that measure time, not the model: compared by count only.
+TIMING = ("train_images_per_sec", "mean_epoch_seconds", "mlflow_logging_seconds")
 
-    # The same command plus resume=<output dir> (a different hydra.run.dir is fine).
-    resumed = spawn(train_cmd(uri, tmp_path / "out2", *SETTINGS, f"resume={out}"), tmp_path)
-    log = resumed.communicate(timeout=300)[0]
-    assert resumed.returncode == 0, log[-3000:]
-    assert f"resuming MLflow run {run.info.run_id} after epoch {saved}" in log
 
-    client, run = only_run(uri)
-    assert run.info.status == "FINISHED"
-    assert run.data.tags["segexp.resumes"] == "1"
-    assert run.data.tags["segexp.resumed_from_epoch"] == str(saved)
-    assert "closed as KILLED" in run.data.tags["segexp.stale_run"]
-    for key in EPOCH_KEYS:
-        assert steps_of(client, run.info.run_id, key) == list(range(1, EPOCHS + 1)), key
-    assert tracking.logged_image_steps(client, run.info.run_id) == set(range(1, EPOCHS + 1))
-    names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "learning_curves.png", "model_summary.txt"} <= names
-    assert run.data.metrics["epochs_trained"] == EPOCHS
+def _metric_counts(client, run) -> dict[str, int]:
+    return {k: len(client.get_metric_history(run.info.run_id, k)) for k in run.data.metrics}
 
-    # Deterministic mode: identical to an uninterrupted run of the same config.
+
+def test_sigkill_at_every_phase_then_resume_equals_an_uninterrupted_run(
+    tmp_path, compose, monkeypatch
+):
+    import mlflow
+
     from segexp.runner import train
 
-    ref_uri = f"sqlite:///{tmp_path}/ref.db"
-    monkeypatch.chdir(tmp_path)
-    train(
-        compose(
-            [
-                *TINY,
-                *SETTINGS,
-                f"tracking.uri={ref_uri}",
-                "tracking.log_model=false",
-                "trainer.evaluate_test=false",
-            ]
-        )
+    uri, out = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "out"
+    cmd = [sys.executable, "-m", "segexp.train", *KILL_SETTINGS, f"tracking.uri={uri}"]
+    run_file, state_file = (
+        out / "checkpoints/resume/run.json",
+        out / "checkpoints/resume/state.json",
     )
+    for i, (point, saved, logged) in enumerate(KILLS):
+        resume = [f"hydra.run.dir={out}"] if i == 0 else [f"hydra.run.dir={tmp_path}/r{i}"]
+        resume += [f"resume={out}"] if i else []
+        code, log = run_cli([*cmd, *resume], tmp_path, SEGEXP_FAULT=point)
+        assert code == -signal.SIGKILL, f"{point}: exit {code}\n{log[-3000:]}"
+        client, run = only_run(uri)
+        assert run.info.status == "RUNNING", point  # what a SIGKILL leaves behind
+        if saved is None:
+            assert json.loads(run_file.read_text())["run_id"] is None
+            assert not state_file.exists()
+        else:
+            assert json.loads(state_file.read_text())["epoch"] == saved, point
+        assert steps_of(client, run.info.run_id, "loss") == list(range(1, logged + 1)), point
+    has_test = "test_loss" in run.data.metrics
+    assert has_test  # logged before the kill while logging the model
+
+    monkeypatch.chdir(tmp_path)
+    train(compose([*KILL_SETTINGS, f"tracking.uri={uri}", f"resume={out}"]))
+    client, run = only_run(uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["segexp.resumes"] == str(len(KILLS))
+    assert "closed as KILLED" in run.data.tags["segexp.stale_run"]
+    assert tracking.logged_image_steps(client, run.info.run_id) == {1, 2, 3}
+    models = mlflow.search_logged_models(
+        filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list"
+    )
+    assert [(m.name, str(m.status)) for m in models] == [("model", "READY")]
+
+    # One uninterrupted reference run of the same config.
+    ref_uri = f"sqlite:///{tmp_path}/ref.db"
+    (tmp_path / "ref").mkdir()
+    monkeypatch.chdir(tmp_path / "ref")
+    train(compose([*KILL_SETTINGS, f"tracking.uri={ref_uri}"]))
     ref_client, ref = only_run(ref_uri)
-    for key in ("loss", "val_loss", "val_accuracy"):
-        assert history(client, run.info.run_id, key) == history(ref_client, ref.info.run_id, key)
+    counts, ref_counts = _metric_counts(client, run), _metric_counts(ref_client, ref)
+    assert counts == ref_counts  # every epoch and every summary metric exactly once
+    for key in EPOCH_KEYS:
+        assert counts[key] == 3, key
+    assert counts["num_params"] == counts["test_loss"] == counts["best_val_loss"] == 1
+    for key, value in ref.data.metrics.items():
+        if key.startswith(TIMING) or key.startswith("mlflow_logging"):
+            continue
+        if counts[key] > 1:
+            assert history(client, run.info.run_id, key) == history(
+                ref_client, ref.info.run_id, key
+            ), key
+        assert run.data.metrics[key] == value, key
 
 
 def test_resume_of_a_finished_run_is_refused(tmp_path):
@@ -240,3 +280,186 @@ def test_checkpoint_variables_round_trip_and_refuse_another_model(tmp_path):
 
     with pytest.raises(ConfigError, match=r"epoch-00002\.npz .*another model"):
         load_weights(net(5), resume)
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """A run of 3 epochs interrupted (Ctrl-C) while logging epoch 2: KILLED, with the
+    checkpoints of epochs 1 and 2. Each test gets its own copy of the output folder and store."""
+    import shutil
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import segexp.epoch_logger as epoch_logger
+    from segexp.config import CONF_DIR
+    from segexp.runner import train
+
+    base = tmp_path_factory.mktemp("interrupted")
+    uri, out = f"sqlite:///{base}/mlflow.db", base / "out"
+    settings = [*TINY, "trainer.epochs=3", "trainer.evaluate_test=false"]
+    settings += ["tracking.log_model=false", f"tracking.uri={uri}"]
+    real = epoch_logger.tracking.log_metrics
+
+    def interrupt_at_2(client, run_id, metrics, step=None):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real(client, run_id, metrics, step=step)
+
+    out.mkdir()
+    previous = os.getcwd()
+    os.chdir(out)
+    epoch_logger.tracking.log_metrics = interrupt_at_2
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = hydra_compose(config_name="train", overrides=settings)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg)
+    finally:
+        epoch_logger.tracking.log_metrics = real
+        os.chdir(previous)
+    assert sorted(p.name for p in (out / "checkpoints/resume").glob("*.npz")) == [
+        "epoch-00001.npz",
+        "epoch-00002.npz",
+    ]
+
+    def copy(dest: Path) -> tuple[str, Path, list[str]]:
+        shutil.copytree(out, dest / "out")
+        shutil.copy(base / "mlflow.db", dest / "mlflow.db")
+        new_uri = f"sqlite:///{dest}/mlflow.db"
+        saved = dest / "out/checkpoints/resume/config.yaml"  # the copy's own store
+        saved.write_text(saved.read_text().replace(uri, new_uri))
+        return new_uri, dest / "out", [*settings[:-1], f"tracking.uri={new_uri}"]
+
+    return copy
+
+
+def _cli(cwd: Path, *args: str) -> tuple[int, str]:
+    """`segexp-train ARGS`: (exit status, console output)."""
+    return run_cli([sys.executable, "-m", "segexp.train", *args], cwd)
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("segexp-train:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_truncated_newest_checkpoint_falls_back_to_the_previous_epoch(
+    tmp_path, interrupted, compose, monkeypatch, capsys
+):
+    from segexp.runner import train
+
+    uri, out, settings = interrupted(tmp_path)
+    newest = out / "checkpoints/resume/epoch-00002.npz"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    monkeypatch.chdir(tmp_path)
+    train(compose([*settings, f"resume={out}"]))
+    said = capsys.readouterr().out
+    assert f"resume: {newest} is unreadable (BadZipFile" in said
+    assert "continuing from the previous checkpoint epoch-00001.npz (epoch 1)" in said
+    client, run = only_run(uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["segexp.resumed_from_epoch"] == "1"
+    for key in EPOCH_KEYS:
+        assert steps_of(client, run.info.run_id, key) == [1, 2, 3], key
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("empty_weights", r"epoch-00002\.npz is unreadable \(EOFError.*no earlier checkpoint"),
+        ("empty_config", r"config\.yaml is empty, not a saved segexp config; copy the run's"),
+        ("empty_state", r"state\.json is unreadable \(.*\); start a new run"),
+    ],
+)
+def test_an_unreadable_checkpoint_file_is_one_line_and_leaves_the_run_killed(
+    tmp_path, interrupted, case, expected
+):
+    from mlflow import MlflowClient
+
+    uri, out, _ = interrupted(tmp_path)
+    folder = out / "checkpoints/resume"
+    if case == "empty_weights":
+        (folder / "epoch-00002.npz").write_bytes(b"")
+        (folder / "epoch-00001.npz").unlink()
+    else:
+        (folder / ("config.yaml" if case == "empty_config" else "state.json")).write_text("")
+    code, err = _cli(tmp_path, f"resume={out}", f"hydra.run.dir={tmp_path}/r")
+    line = _one_line(err)
+    assert code == 2
+    assert re.search(expected, line), line
+    run = MlflowClient(uri).get_run(json.loads((folder / "run.json").read_text())["run_id"])
+    assert run.info.status == "KILLED"  # as the interrupt left it: not FAILED
+    assert run.data.tags["segexp.resume_error"] == line.removeprefix("segexp-train: error: ")
+    assert run.data.tags["segexp.status_reason"] == "interrupted (received SIGINT)"
+
+
+def test_a_failed_resume_closes_a_run_whose_process_is_gone_as_killed(tmp_path, interrupted):
+    """What SIGKILL leaves (RUNNING, its process gone) plus a corrupt checkpoint: the resume
+    cannot start, and the run is closed as KILLED with the reason."""
+    import subprocess
+
+    from mlflow import MlflowClient
+
+    uri, out, _ = interrupted(tmp_path)
+    folder = out / "checkpoints/resume"
+    record = json.loads((folder / "run.json").read_text())
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (folder / "run.json").write_text(json.dumps({**record, "pid": gone.pid}))
+    client = MlflowClient(uri)
+    client.update_run(record["run_id"], status="RUNNING")
+    (folder / "config.yaml").write_text("")
+    code, err = _cli(tmp_path, f"resume={out}", f"hydra.run.dir={tmp_path}/r")
+    line = _one_line(err)
+    assert code == 2
+    run = client.get_run(record["run_id"])
+    assert run.info.status == "KILLED"
+    reason = run.data.tags["segexp.status_reason"]
+    assert reason.startswith(f"killed (process {gone.pid} on ") and "config.yaml is empty" in reason
+    assert run.data.tags["segexp.resume_error"] in line
+
+
+def test_a_launch_killed_before_its_run_existed_is_resumed_into_a_new_run(
+    tmp_path, compose, monkeypatch, capsys
+):
+    """The kill came after run.json (no run id) but before MLflow created the run: resume
+    creates the run and trains it from epoch 0."""
+    from mlflow import MlflowClient
+
+    from segexp.runner import train
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    settings = [*TINY, "trainer.epochs=1", "trainer.evaluate_test=false"]
+    settings += ["tracking.log_model=false", f"tracking.uri={uri}"]
+    with monkeypatch.context() as patch:
+        patch.setattr(MlflowClient, "create_run", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train(compose(settings))
+    record = json.loads((out / "checkpoints/resume/run.json").read_text())
+    assert record["run_id"] is None and record["launch"]
+    assert (
+        MlflowClient(uri).search_runs(
+            [MlflowClient(uri).get_experiment_by_name("segexp").experiment_id]
+        )
+        == []
+    )
+    train(compose([*settings, f"resume={out}"]))
+    assert (
+        "the interrupted launch never created its MLflow run; creating it"
+        in capsys.readouterr().out
+    )
+    client, run = only_run(uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["segexp.launch"] == record["launch"]
+    assert steps_of(client, run.info.run_id, "loss") == [1]
+    assert (
+        json.loads((out / "checkpoints/resume/run.json").read_text())["run_id"] == run.info.run_id
+    )

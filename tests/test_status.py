@@ -22,12 +22,23 @@ def _cfg(compose, uri, *extra):
 
 
 def test_nan_loss_ends_failed_with_the_reason(tmp_path, compose, monkeypatch):
-    from segexp.runner import train
+    import keras
 
+    import segexp.runner as runner
+
+    real = runner.compile_args
+
+    def nan_loss(*args, **kwargs):
+        # Inject the NaN: the loss of the very first batch is NaN, on every machine.
+        compiled = real(*args, **kwargs)
+        compiled["loss"] = lambda y_true, y_pred: keras.ops.mean(y_pred) * float("nan")
+        return compiled
+
+    monkeypatch.setattr(runner, "compile_args", nan_loss)
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(NaNLossError, match="NaN loss at epoch 1"):
-        train(_cfg(compose, uri, "optimizer.learning_rate=1e12"))
+        runner.train(_cfg(compose, uri))
     client, run = only_run(uri)
     assert run.info.status == "FAILED"
     assert run.data.tags["error"] == "NaNLossError: NaN loss at epoch 1"
@@ -52,6 +63,28 @@ def test_exception_marks_the_run_failed_with_the_error(tmp_path, compose, monkey
     assert run.data.tags["error"] == "RuntimeError: disk full while logging results"
     assert "Traceback" in Path(client.download_artifacts(run.info.run_id, "error.txt")).read_text()
     assert steps_of(client, run.info.run_id, "loss") == [1]
+    # The realised split sizes sit beside the configured fractions.
+    params = run.data.params
+    sizes = {k: int(params[f"dataset.split_sizes.{k}"]) for k in ("train", "val", "test")}
+    assert sum(sizes.values()) == 24 and min(sizes.values()) >= 1
+    assert float(params["dataset.split.train"]) > 0
+
+
+def test_split_fractions_must_sum_to_one(tmp_path, compose, monkeypatch):
+    from segexp.data.split import split_fractions
+    from segexp.errors import ConfigError
+    from segexp.runner import train
+
+    thirds = split_fractions({"train": 0.3333, "val": 0.3333, "test": 0.3333})  # rounding
+    assert thirds == pytest.approx({"train": 1 / 3, "val": 1 / 3, "test": 1 / 3})
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(ConfigError) as info:
+        train(_cfg(compose, uri, "dataset.split={train:0.7,val:0.3,test:0.2}"))
+    assert str(info.value) == (
+        "dataset.split={train: 0.7, val: 0.3, test: 0.2} sums to 1.2; the fractions must sum "
+        "to 1 (change dataset.split.train / val / test)"
+    )
 
 
 def test_transient_logging_errors_are_retried_and_never_crash(tmp_path, compose, monkeypatch):
@@ -123,6 +156,7 @@ def test_an_interrupt_between_checkpoint_and_logging_still_logs_the_epoch(
         train(_cfg(compose, uri, "trainer.epochs=3"))
     client, run = only_run(uri)
     assert run.info.status == "KILLED"
+    assert run.data.tags["segexp.status_reason"] == "interrupted (received SIGINT)"
     state = json.loads(Path(run.data.tags["segexp.resume_checkpoint"], "state.json").read_text())
     assert state["epoch"] == 2
     for key in ("loss", "val_loss", "lr"):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from segexp import tracking
-from segexp.errors import TrackingError
-from tests._runs import only_run, steps_of
+from segexp.errors import ConfigError, TrackingError
+from tests._runs import only_run, run_cli, steps_of
 from tests.conftest import TINY
 
 
@@ -84,6 +84,8 @@ def test_training_against_a_real_server_never_logs_the_password(
 
     uri = f"http://user:s3cr3tpw@127.0.0.1:{server}"
     monkeypatch.chdir(tmp_path)
+    for name in (tracking.USER_ENV, tracking.PASSWORD_ENV):  # set by the run; unset after
+        monkeypatch.setenv(name, "")
     cfg = compose(
         [
             *TINY,
@@ -97,7 +99,8 @@ def test_training_against_a_real_server_never_logs_the_password(
     client, run = only_run(f"http://127.0.0.1:{server}")
     assert run.info.status == "FINISHED"
     assert steps_of(client, run.info.run_id, "val_loss") == [1]
-    assert run.data.params["tracking.uri"] == f"http://user:***@127.0.0.1:{server}"
+    # The credentials travel in MLflow's environment variables, not in the URI.
+    assert run.data.params["tracking.uri"] == f"http://127.0.0.1:{server}"
     assert run.data.tags["api_token"] == "***"
     logged = [*run.data.params.values(), *run.data.tags.values(), run.info.run_name]
     for name in ("config.yaml", "overrides.yaml"):
@@ -109,6 +112,51 @@ def test_training_against_a_real_server_never_logs_the_password(
     assert "api_token: '***'" in text or "api_token: ***" in text
     # The artifacts went through the server into its own artifact folder.
     assert list((tmp_path / "art").rglob("config.yaml"))
+
+
+def test_no_secret_reaches_the_output_folder_or_the_console(tmp_path, server, compose, monkeypatch):
+    """A password in tracking.uri and a secret tag: neither is in any file under the output
+    folders (Hydra's .hydra/*.yaml, the resume checkpoint) nor in the console output of a run
+    killed mid-way, a resume without the credentials, and a resume with them in the env."""
+    from segexp.checkpoint import prepare
+
+    uri = f"http://user:s3cr3tpw@127.0.0.1:{server}"
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "segexp.train", *TINY, "tracking.log_model=false"]
+    first = [f"tracking.uri={uri}", "+tracking.tags.api_token=tok3n-value", f"hydra.run.dir={out}"]
+    code, killed = run_cli([*cmd, *first], tmp_path, SEGEXP_FAULT="between_epochs")
+    assert code == -9, killed[-3000:]
+    hydra_config = (out / ".hydra" / "config.yaml").read_text()
+    assert "api_token: '***'" in hydra_config and "user:***@" in hydra_config
+
+    for name in (tracking.USER_ENV, tracking.PASSWORD_ENV):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError) as refused:  # a resume without the credentials: one line
+        prepare(compose([f"resume={out}"]), [f"resume={out}"])
+    assert str(refused.value) == (
+        f"resume={out}: the run's tracking store http://127.0.0.1:{server} needs credentials; "
+        "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or pass "
+        "tracking.uri=<uri with user:password@>)"
+    )
+    resume = [*cmd, f"resume={out}", f"hydra.run.dir={tmp_path}/r"]
+    credentials = {tracking.USER_ENV: "user", tracking.PASSWORD_ENV: "s3cr3tpw"}
+    code, resumed = run_cli(resume, tmp_path, **credentials)
+    assert code == 0, resumed[-3000:]
+    assert "View run " in resumed and f"at: http://127.0.0.1:{server}/#/" in resumed
+    client, run = only_run(f"http://127.0.0.1:{server}")
+    assert run.info.status == "FINISHED" and run.data.tags["api_token"] == "***"
+
+    files = [p for p in tmp_path.glob("[or]*/**/*") if p.is_file()]
+    assert {".hydra/hydra.yaml", ".hydra/overrides.yaml", "checkpoints/resume/config.yaml"} <= {
+        str(p.relative_to(out)) for p in files if p.is_relative_to(out)
+    }
+    for text in [
+        killed,
+        str(refused.value),
+        resumed,
+        *(p.read_bytes().decode("latin-1") for p in files),
+    ]:
+        assert "s3cr3tpw" not in text and "tok3n-value" not in text
 
 
 def test_unreachable_server_fails_with_one_redacted_line():

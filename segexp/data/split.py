@@ -13,12 +13,13 @@ from segexp.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 FINGERPRINT_CHARS = 16
+SPLIT_TOLERANCE = 1e-3  # how far from 1 the fractions may sum (rounding, e.g. 0.33 * 3)
 
 
 def split_fractions(
     split_cfg: Mapping[str, Any] | None, default: Mapping[str, float] | None = None
 ) -> dict[str, float]:
-    """Read ``split: {train, val, test}`` fractions; they are normalised to sum to 1."""
+    """Read ``split: {train, val, test}`` fractions, which must sum to 1 (within rounding)."""
     split_cfg = (
         dict(split_cfg)
         if split_cfg is not None
@@ -36,6 +37,12 @@ def split_fractions(
     total = sum(fractions.values())
     if any(v < 0 for v in fractions.values()) or total <= 0 or fractions["train"] <= 0:
         raise ConfigError(f"dataset.split={split_cfg}: need train > 0 and no negative fractions")
+    if abs(total - 1.0) > SPLIT_TOLERANCE:
+        shown = ", ".join(f"{k}: {fractions[k]:g}" for k in SPLITS)
+        raise ConfigError(
+            f"dataset.split={{{shown}}} sums to {total:g}; the fractions must sum to 1 "
+            "(change dataset.split.train / val / test)"
+        )
     return {k: v / total for k, v in fractions.items()}
 
 
