@@ -38,7 +38,7 @@ def test_dsb2018_run_logs_instance_map_image_means_and_hd95(compose, tmp_path, s
             *BASE,
             "dataset=dsb2018",
             f"dataset.root={tmp_path / 'dsb'}",
-            "dataset.split={train:1,val:1,test:1}",
+            "dataset.split={train:0.334,val:0.333,test:0.333}",
         ],
     )
     m = run.data.metrics
@@ -68,7 +68,7 @@ def test_isbi2012_run_logs_rand_and_pixel_error(compose, tmp_path, store):
             "dataset=isbi2012",
             f"dataset.root={root}",
             "dataset.tile=32",
-            "dataset.split={train:4,val:1,test:1}",
+            "dataset.split={train:0.666,val:0.167,test:0.167}",
         ],
     )
     m = run.data.metrics

@@ -118,6 +118,15 @@ def store(tmp_path_factory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('store')}/m.db"
 
 
+def _leave_logging_alone(monkeypatch) -> None:
+    """Hydra's logging set-up (logging.config.dictConfig) closes every existing handler, among
+    them TensorFlow's absl handler bound to an earlier test's captured stderr (which breaks
+    pytest's capture); in-process, leave logging alone (warnings still reach stderr through
+    logging's last-resort handler)."""
+    monkeypatch.setattr("hydra.core.utils.configure_log", lambda *a, **k: None)
+    monkeypatch.setattr("hydra._internal.hydra.configure_log", lambda *a, **k: None)
+
+
 def run_main(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     """Run the `segexp-train` Hydra app in-process; (exit code, stdout, stderr)."""
     from hydra.core.global_hydra import GlobalHydra
@@ -125,11 +134,7 @@ def run_main(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     from segexp.train import main
 
     monkeypatch.setattr(sys, "argv", ["segexp-train", *args])
-    # Hydra's logging set-up (logging.config.dictConfig) closes every existing handler, among
-    # them TensorFlow's absl handler bound to an earlier test's captured stderr; in-process,
-    # leave logging alone (warnings still reach stderr through logging's last-resort handler).
-    monkeypatch.setattr("hydra.core.utils.configure_log", lambda *a, **k: None)
-    monkeypatch.setattr("hydra._internal.hydra.configure_log", lambda *a, **k: None)
+    _leave_logging_alone(monkeypatch)
     code = 0
     try:
         main()
@@ -324,6 +329,7 @@ def _preview(args: list[str], monkeypatch, capsys, cwd: Path) -> tuple[int, str,
 
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", ["segexp-preview", *args])
+    _leave_logging_alone(monkeypatch)
     code = 0
     try:
         main()
