@@ -185,6 +185,21 @@ def test_model_grid_is_the_training_resampling(kind):
     np.testing.assert_allclose(soft.sum(-1), 1.0, atol=1e-5)  # no padding resampled in
 
 
+@pytest.mark.parametrize("kind", ["resize", "pad"])
+def test_model_grid_keeps_a_0_255_input_range(kind):
+    """A model that rescales inside (input_range 255) gets the training pixels times 255 on the
+    model grid, not an image clipped to 1 (training scales after resize_pair)."""
+    import tensorflow as tf
+
+    image = np.random.default_rng(2).random((45, 70, 3)).astype(np.float32)
+    mask = np.zeros((45, 70, 1), np.int32)
+    geo = decode.training_geometry({"resize": kind}, (32, 32))
+    train_im, _ = decode.resize_pair(tf.constant(image), tf.constant(mask), (32, 32), kind, 0)
+    grid = decode.to_model_grid(image * np.float32(255), geo, "resize")
+    assert grid.max() > 100  # not clipped to 1
+    np.testing.assert_allclose(grid, train_im.numpy() * 255, atol=1e-3)
+
+
 def test_tile_grid_rescales_like_resized_tiles():
     """Training cut 64-px tiles and resized them to 32x32: predict halves the image first."""
     geo = decode.training_geometry({"resize": "resize", "tile": 64}, (32, 32))

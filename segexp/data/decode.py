@@ -528,10 +528,12 @@ def to_model_grid(image: np.ndarray, geo: dict[str, Any] | None, mode: str) -> n
     if geo is None:
         raise ConfigError("mode=resize needs the model input size")
     size = tuple(int(v) for v in geo["size"])
+    # No clipping: bilinear resampling (a non-negative kernel) stays within the image's own
+    # range, which is [0, input_range] for models that rescale inside (e.g. 0..255).
     if geo.get("kind") != "pad":
-        return np.clip(np.asarray(resample(image, size), np.float32), 0.0, 1.0)
+        return np.asarray(resample(image, size), np.float32)
     nh, nw = (int(v) for v in np.asarray(letterbox_size((h, w), size)))
-    small = tf.clip_by_value(resample(image, (nh, nw)), 0.0, 1.0)
+    small = resample(image, (nh, nw))
     top, left = (size[0] - nh) // 2, (size[1] - nw) // 2
     pads = [[top, size[0] - nh - top], [left, size[1] - nw - left], [0, 0]]
     return np.asarray(tf.pad(small, pads), np.float32)
