@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from segexp.errors import ConfigError, DataError, SegexpError
-from segexp.predict_scores import match_masks, read_truths
+from segexp.predict_scores import match_masks, metric_names, read_truths
 
 META_FILE = "segexp_meta.json"
 KERAS_FILE = "model.keras"
@@ -610,6 +610,8 @@ def parse_args(argv: list[str]) -> PredictConfig:
     choose_mode({}, result.mode)  # checks the value
     if result.metrics is not None and result.masks is None:
         raise ConfigError(f"metrics={result.metrics}: scores need the true masks, masks=<dir>")
+    if result.metrics is not None:
+        metric_names({}, result.metrics)  # checks the names
     return result
 
 
