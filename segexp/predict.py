@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from segexp.errors import ConfigError, DataError, SegexpError
-from segexp.predict_scores import match_masks, metric_names, read_truths
+from segexp.predict_scores import check_shapes, match_masks, metric_names, read_truths
 
 META_FILE = "segexp_meta.json"
 KERAS_FILE = "model.keras"
@@ -626,6 +626,8 @@ def run(cfg: PredictConfig, *, progress: bool = True) -> int:
     predictor = make_predictor(model, meta, cfg)
     mode, reason = choose_mode(meta, cfg.mode)
     truths = read_truths(masks, meta) if masks is not None else None
+    if masks is not None and truths is not None:
+        check_shapes(files, masks, truths)
     print(f"{PROG}: mode={mode} {reason}", flush=True)
     keep: dict[Path, Any] | None = {} if masks is not None else None
     start = time.monotonic()
@@ -646,7 +648,7 @@ def run(cfg: PredictConfig, *, progress: bool = True) -> int:
         summary += f", {len(failed)} failed ({', '.join(p.name for p, _ in failed)})"
     print(f"{summary} in {secs:.1f}s")
     if masks is not None and truths is not None and keep is not None:
-        _score(cfg, meta, files, masks, truths, keep)
+        _score(cfg, meta, files, truths, keep)
     return 1 if failed else 0
 
 
@@ -654,7 +656,6 @@ def _score(
     cfg: PredictConfig,
     meta: dict[str, Any],
     files: list[Path],
-    masks: list[Path],
     truths: list[Any],
     keep: dict[Path, Any],
 ) -> None:
@@ -665,7 +666,6 @@ def _score(
     done = [i for i, p in enumerate(files) if p in keep]
     preds = [keep[files[i]] for i in done]
     trues = [truths[i] for i in done]
-    ps.check_shapes(preds, trues, [masks[i] for i in done])
     failed = [str(p) for p in files if p not in keep]
     if not done:
         print(f"{PROG}: no image was segmented, nothing to score", file=sys.stderr)

@@ -125,13 +125,19 @@ def score(
     return found
 
 
-def check_shapes(preds: list[np.ndarray], trues: list[np.ndarray], masks: list[Path]) -> None:
-    """Each true mask has its image's size."""
-    for pred, true, path in zip(preds, trues, masks, strict=True):
-        if pred.shape != true.shape:
+def check_shapes(files: list[Path], masks: list[Path], trues: list[np.ndarray]) -> None:
+    """Each true mask has its image's size (read from the image file's header; an unreadable
+    image is left to the prediction, which reports it as failed)."""
+    from segexp.data.decode import image_shape
+
+    for image, path, true in zip(files, masks, trues, strict=True):
+        try:
+            h, w = image_shape(image)
+        except DataError:
+            continue
+        if (h, w) != true.shape:
             raise DataError(
-                f"masks: {path} is {true.shape[1]}x{true.shape[0]}, its image "
-                f"{pred.shape[1]}x{pred.shape[0]}"
+                f"masks: {path} is {true.shape[1]}x{true.shape[0]}, its image {image} {w}x{h}"
             )
 
 

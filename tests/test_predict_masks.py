@@ -144,6 +144,18 @@ def test_predict_scores_true_masks(compose, tmp_path, store, capsys):
     assert "has values [1] outside the model's class map" in err and "[0, 255]" in err
     assert len(err.splitlines()) == 1
 
+    # a true mask of another size than its image
+    small = tmp_path / "small"
+    small.mkdir()
+    for m in mask_dir.iterdir():
+        Image.fromarray(np.asarray(Image.open(m))[:20]).save(small / m.name)
+    assert predict_main([*args, f"output={tmp_path / 'p5'}", f"masks={small}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"segexp-predict: error: masks: {small / 's00.png'} is 48x20, its image "
+        f"{img_dir / 's00.png'} 48x40"
+    )
+
     # a missing mask: the image and the key named, before the model is loaded
     (mask_dir / "s05.png").unlink()
     assert predict_main([*args, f"output={tmp_path / 'p4'}", f"masks={mask_dir}"]) == 2
