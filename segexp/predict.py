@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from segexp.errors import ConfigError, DataError, SegexpError
+from segexp.predict_scores import check_shapes, match_masks, metric_names, read_truths
 
 META_FILE = "segexp_meta.json"
 KERAS_FILE = "model.keras"
@@ -49,9 +50,12 @@ class PredictConfig:
     batch_size: int = 8  # tiles per forward pass
     tracking_uri: str | None = None  # for runs:/ and models:/ (null: MLflow's default)
     mode: str = "auto"  # auto (as trained) | resize (whole image) | tile (sliding window)
+    masks: str | None = None  # true masks (dir, file or glob, matched by stem): scores them
+    metrics: list[str] | None = None  # with masks=: challenge metrics (null: the run's)
+    verbose: bool = False  # show TensorFlow's start-up lines
 
 
-_STR_KEYS = {"model", "input", "output", "blend", "tracking_uri", "mode"}
+_STR_KEYS = {"model", "input", "output", "blend", "tracking_uri", "mode", "masks"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -462,8 +466,10 @@ def predict_files(
     palette: bool = False,
     save_probs: bool = False,
     progress: bool = True,
+    keep: dict[Path, Any] | None = None,
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Segment ``files`` into ``output``; returns (written mask paths, [(failed file, reason)])."""
+    """Segment ``files`` into ``output``; returns (written mask paths, [(failed file, reason)]).
+    ``keep``, if given, receives each segmented input's class-id mask."""
     import numpy as np
     from PIL import Image
 
@@ -496,6 +502,8 @@ def predict_files(
             if save_probs:
                 np.save(out_dir / f"{stem}_probs.npy", probs)
             written.append(mask_path)
+            if keep is not None:
+                keep[path] = mask
             h, w = mask.shape
             tiles = predictor.last_tiles
             status = f"ok ({w}x{h}, {tiles} tile{'s' if tiles > 1 else ''})"
@@ -600,16 +608,28 @@ def parse_args(argv: list[str]) -> PredictConfig:
     if not 0 <= result.threshold <= 1:
         raise ConfigError(f"threshold={result.threshold}: expected a value in [0, 1]")
     choose_mode({}, result.mode)  # checks the value
+    if result.metrics is not None and result.masks is None:
+        raise ConfigError(f"metrics={result.metrics}: scores need the true masks, masks=<dir>")
+    if result.metrics is not None:
+        metric_names({}, result.metrics)  # checks the names
     return result
 
 
 def run(cfg: PredictConfig, *, progress: bool = True) -> int:
     """Run a prediction job; returns the process exit code (1 if any image failed)."""
     files = find_inputs(cfg.input)
+    masks = match_masks(cfg.masks, files) if cfg.masks is not None else None
+    from segexp.cli import import_tensorflow
+
+    import_tensorflow(cfg.verbose)  # TensorFlow's start-up lines only with verbose=true
     model, meta = load_model_and_meta(cfg.model, tracking_uri=cfg.tracking_uri)
     predictor = make_predictor(model, meta, cfg)
     mode, reason = choose_mode(meta, cfg.mode)
+    truths = read_truths(masks, meta) if masks is not None else None
+    if masks is not None and truths is not None:
+        check_shapes(files, masks, truths)
     print(f"{PROG}: mode={mode} {reason}", flush=True)
+    keep: dict[Path, Any] | None = {} if masks is not None else None
     start = time.monotonic()
     written, failed = predict_files(
         files,
@@ -620,19 +640,47 @@ def run(cfg: PredictConfig, *, progress: bool = True) -> int:
         palette=cfg.palette,
         save_probs=cfg.save_probs,
         progress=progress,
+        keep=keep,
     )
     secs = time.monotonic() - start
     summary = f"{PROG}: {len(files)} image(s): {len(written)} segmented into {cfg.output}"
     if failed:
         summary += f", {len(failed)} failed ({', '.join(p.name for p, _ in failed)})"
     print(f"{summary} in {secs:.1f}s")
+    if masks is not None and truths is not None and keep is not None:
+        _score(cfg, meta, files, truths, keep)
     return 1 if failed else 0
+
+
+def _score(
+    cfg: PredictConfig,
+    meta: dict[str, Any],
+    files: list[Path],
+    truths: list[Any],
+    keep: dict[Path, Any],
+) -> None:
+    """Score the segmented images against their true masks; print and write metrics.json."""
+    from segexp import predict_scores as ps
+
+    names, source = ps.metric_names(meta, cfg.metrics)
+    done = [i for i, p in enumerate(files) if p in keep]
+    preds = [keep[files[i]] for i in done]
+    trues = [truths[i] for i in done]
+    failed = [str(p) for p in files if p not in keep]
+    if not done:
+        print(f"{PROG}: no image was segmented, nothing to score", file=sys.stderr)
+        return
+    values = ps.score(preds, trues, names, meta)
+    print(ps.format_table(values, len(done), len(files), source))
+    path = ps.write_result(
+        Path(cfg.output).expanduser(), values, [str(files[i]) for i in done], failed, source
+    )
+    print(f"{PROG}: scores written to {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point ``segexp-predict key=value ...``."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
     if not argv or any(a in ("-h", "--help", "help") for a in argv):
         print(_usage())
         return 0 if argv else 2

@@ -620,6 +620,7 @@ def inference_meta(cfg: DictConfig, model: keras.Model, source, head: str, task:
     from segexp.data.decode import training_geometry
     from segexp.models import input_range
     from segexp.predict import inference_meta as meta_for
+    from segexp.predict_scores import dataset_meta
 
     h, w, c = input_spec(cfg)
     meta = meta_for(
@@ -634,6 +635,7 @@ def inference_meta(cfg: DictConfig, model: keras.Model, source, head: str, task:
         geometry=training_geometry(cfg.dataset, (h, w)),
     )
     meta["ignore_value"] = source.ignore_value
+    meta.update(dataset_meta(cfg.dataset))  # mask map and challenge metrics, for masks=
     return meta
 
 

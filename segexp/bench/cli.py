@@ -135,7 +135,9 @@ def _round(bench: Bench, scenario: str, aug: DictConfig, number: int) -> list[di
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")
 def main(cfg: DictConfig) -> None:
     """``segexp-bench [overrides]``: benchmark the configured training path (see module doc)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from segexp.cli import import_tensorflow
+
+    import_tensorflow(bool(cfg.get("verbose", False)))  # its start-up lines only if verbose=true
     try:
         run_bench(cfg, command=" ".join(["segexp-bench", *sys.argv[1:]]))
     except SegexpError as err:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -88,14 +87,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``segexp-models``."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(
         prog="segexp-models",
         description="Without a name: table of all model presets in conf/model/ with their "
         "parameter counts. With a name: that model's Keras summary.",
     )
     parser.add_argument("name", nargs="?", help="a preset name (conf/model/<name>.yaml)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up lines")
     args = parser.parse_args(argv)
+    from segexp.cli import import_tensorflow
+
+    import_tensorflow(args.verbose)
     try:
         if args.name is None:
             print(format_table(preset_table()))

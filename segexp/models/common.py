@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 
 from segexp.config import to_dict
 from segexp.errors import ConfigError
+
+if TYPE_CHECKING:
+    import keras
 
 HEADS = ("auto", "sigmoid", "softmax", "linear")
 TASKS = ("segmentation", "reconstruction")
