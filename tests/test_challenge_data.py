@@ -41,7 +41,9 @@ def touching_tree(base: Path, n: int = 3, size: int = 32) -> Path:
 
 
 def _cfg(root: Path, **kw):
-    return dataset_cfg("dsb2018", root=str(root), split={"train": 0.334, "val": 0.333, "test": 0.333}, **kw)
+    return dataset_cfg(
+        "dsb2018", root=str(root), split={"train": 0.334, "val": 0.333, "test": 0.333}, **kw
+    )
 
 
 def test_dsb2018_keeps_touching_nuclei_apart(tmp_path):
