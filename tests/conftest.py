@@ -32,6 +32,20 @@ def _work_in_a_temporary_directory(tmp_path_factory):
     os.chdir(previous)
 
 
+@pytest.fixture(autouse=True)
+def _op_determinism_stays_in_its_test():
+    """A deterministic run in-process enables TensorFlow's op determinism for the whole
+    process (and Keras then silently turns XLA off); later tests get it back off."""
+    yield
+    import sys
+
+    if "tensorflow" in sys.modules:
+        from tensorflow.python.framework import config as tf_config
+
+        if tf_config.is_op_determinism_enabled():
+            tf_config.disable_op_determinism()
+
+
 @pytest.fixture
 def compose():
     """``compose(overrides) -> DictConfig`` for conf/train.yaml."""
