@@ -92,8 +92,9 @@ def train(cfg: DictConfig) -> float | None:
         tracking.check_store(str(cfg.tracking.uri))
     start_epoch = resume.epoch if resume else 0
     mlflow.set_tracking_uri(str(cfg.tracking.uri))
-    experiment = mlflow.set_experiment(str(cfg.tracking.experiment))
     client = MlflowClient()
+    experiment_id = tracking.get_or_create_experiment(client, str(cfg.tracking.experiment))
+    mlflow.set_experiment(experiment_id=experiment_id)
 
     seed = int(cfg.seed)
     seed_everything(seed, bool(cfg.trainer.get("deterministic", False)))
@@ -141,7 +142,7 @@ def train(cfg: DictConfig) -> float | None:
     if resume is None:
         run = tracking.retry(
             client.create_run,
-            experiment.experiment_id,
+            experiment_id,
             run_name=tracking.redact_text(run_name(cfg, sweep.job_overrides(overrides))),
             tags=tracking.safe_tags(tags),
         )

@@ -143,10 +143,7 @@ class MlflowSweepCallback(Callback):
         tracking.check_store(uri)
         client = _client(uri)
         name = str(config.tracking.experiment)
-        experiment = client.get_experiment_by_name(name)
-        experiment_id = (
-            experiment.experiment_id if experiment else _retry(client.create_experiment, name)
-        )
+        experiment_id = tracking.get_or_create_experiment(client, name)
         choices = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
         task_overrides = list(OmegaConf.select(config, "hydra.overrides.task", default=[]) or [])
         sweep_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"

@@ -144,6 +144,35 @@ def retry(fn: Callable, *args: Any, attempts: int = 4, delay: float = 0.5, **kwa
     return None
 
 
+def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created if missing; safe when processes race to create it.
+
+    ``mlflow.set_experiment`` is not: with several processes creating a new experiment at once,
+    a loser can return without an active experiment and its run lands in ``Default``. Here a
+    lost race (the name already exists) reads the winner's experiment. A deleted experiment of
+    that name is an error, since MLflow keeps its name reserved.
+    """
+    from mlflow.exceptions import MlflowException
+
+    for _ in range(3):
+        experiment = retry(client.get_experiment_by_name, name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                raise TrackingError(
+                    f"tracking.experiment={name!r} is deleted in the store; restore it or "
+                    "choose another tracking.experiment"
+                )
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(name)
+        except MlflowException as err:
+            if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code) and "already exists" not in (
+                str(err)
+            ):
+                raise
+    raise TrackingError(f"tracking.experiment={name!r}: could not be created nor found")
+
+
 def git_commit() -> str | None:
     """The current commit when the code runs from a git checkout."""
     try:
