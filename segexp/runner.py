@@ -91,6 +91,12 @@ def train(cfg: DictConfig) -> float | None:
         output_dir = resume.output_dir
         tracking.check_store(str(cfg.tracking.uri))
     start_epoch = resume.epoch if resume else 0
+    from segexp import devices
+
+    # GPU options first: a multi-worker strategy must exist before any TensorFlow op runs.
+    gpu = devices.setup(cfg.trainer)
+    if not gpu.chief:  # only the chief tracks and checkpoints; the others train alongside
+        cfg, output_dir = devices.worker_sandbox(cfg, gpu.task)
     mlflow.set_tracking_uri(str(cfg.tracking.uri))
     client = MlflowClient()
     experiment_id = tracking.get_or_create_experiment(client, str(cfg.tracking.experiment))
@@ -101,11 +107,9 @@ def train(cfg: DictConfig) -> float | None:
     shape = input_spec(cfg)
     source = load_source(cfg.dataset, shape[:2], shape[2], seed)
 
-    from segexp import devices
     from segexp.models import build_model
 
-    # GPU options: dtype policy before the model is built; build + compile in the strategy scope.
-    gpu = devices.setup(cfg.trainer)
+    # Build + compile in the strategy scope (the dtype policy is already set).
     task = str(cfg.model.get("task", "segmentation"))
     epochs = int(cfg.trainer.epochs)
     batch_size = gpu.batch_size  # global: per-replica batch_size * replicas
@@ -139,7 +143,7 @@ def train(cfg: DictConfig) -> float | None:
         **sweep.job_tags(),
         **OmegaConf.to_container(cfg.tracking.get("tags") or OmegaConf.create({}), resolve=True),
     }
-    if resume is None:
+    if resume is None or not gpu.chief:
         run = tracking.retry(
             client.create_run,
             experiment_id,
@@ -170,10 +174,15 @@ def train(cfg: DictConfig) -> float | None:
         samples=(sample_x, sample_y),
         resume=resume,
     )
-    with _run_status(client, run_id, output_dir):
-        if resume is None:
-            checkpoint.write_run_file(output_dir, run_id, cfg)
-        summary = _fit_and_log(job)
+    try:
+        with _run_status(client, run_id, output_dir):
+            if resume is None:
+                checkpoint.write_run_file(output_dir, run_id, cfg)
+            summary = _fit_and_log(job)
+    except KeyboardInterrupt:
+        if not sweep.cancelled_job_goes_on():
+            raise
+        return math.nan  # the run is KILLED with its resume checkpoint; the sweep goes on
     return _objective(cfg, summary)
 
 
