@@ -88,19 +88,29 @@ def make_strategy(name: Any) -> Any:
 
 
 def _multi_worker_strategy(resolver: Any) -> Any:
-    """``MultiWorkerMirroredStrategy`` whose ``reduce`` also takes a nested structure.
+    """``MultiWorkerMirroredStrategy`` with a ``reduce`` that fits what Keras 3's ``fit`` asks.
 
-    Keras 3's ``fit`` reduces the first distributed batch, an ``(x, y, weights)`` tuple, with one
-    ``strategy.reduce`` call; the collective all-reduce accepts one value only and fails with
-    "Attempt to convert a value (PerReplica ...) to a Tensor". Reducing leaf by leaf is what
-    the mirrored strategy does already.
+    Keras reduces (1) the first distributed batch, an ``(x, y, weights)`` tuple, in one call,
+    which the collective all-reduce refuses ("Attempt to convert a value (PerReplica ...) to a
+    Tensor"), and (2) each scalar metric with ``axis=0`` ("Invalid reduction dimension 0 for
+    input with 0 dimensions"). Here scalars are reduced over the replicas, leaf by leaf. A batch
+    (a non-scalar with ``axis=None``) is only reduced by Keras to learn its shapes for building
+    the model; it gets this worker's part, as an all-reduce fails on a partial last batch whose
+    parts differ in size between workers.
     """
     import tensorflow as tf
 
     class Strategy(tf.distribute.MultiWorkerMirroredStrategy):
-        def reduce(self, reduce_op: Any, value: Any, axis: Any) -> Any:
+        def reduce(self, reduce_op: Any, value: Any, axis: Any = None) -> Any:
             parent = super()
-            return tf.nest.map_structure(lambda v: parent.reduce(reduce_op, v, axis), value)
+
+            def one(v: Any) -> Any:
+                local = self.experimental_local_results(v)[0]
+                if axis is None and local.shape.rank:
+                    return local
+                return parent.reduce(reduce_op, v, axis if local.shape.rank else None)
+
+            return tf.nest.map_structure(one, value)
 
     return Strategy(cluster_resolver=resolver)
 
