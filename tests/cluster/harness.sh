@@ -134,6 +134,7 @@ export SEGEXP_CLUSTER_DIR=$WORK SEGEXP_CLUSTER_MLFLOW_URI=http://127.0.0.1:$MLPO
 export SEGEXP_CLUSTER_DB_URI=$DB_URI SEGEXP_CLUSTER_PGBIN=$PGBIN
 (cd "$ROOT" && "$PY" -m pytest -m cluster tests/cluster -p no:cacheprovider "$@")
 status=$?
+[ -f "$WORK/figures.txt" ] && { echo "cluster harness: figures"; cat "$WORK/figures.txt"; }
 
 # Jobs first (none may outlive the harness), then the daemons, then look for leftovers.
 scancel --full --quiet --user=root 2>/dev/null
