@@ -94,9 +94,9 @@ def _multi_worker_strategy(resolver: Any) -> Any:
     which the collective all-reduce refuses ("Attempt to convert a value (PerReplica ...) to a
     Tensor"), and (2) each scalar metric with ``axis=0`` ("Invalid reduction dimension 0 for
     input with 0 dimensions"). Here scalars are reduced over the replicas, leaf by leaf. A batch
-    (a non-scalar with ``axis=None``) is only reduced by Keras to learn its shapes for building
-    the model; it gets this worker's part, as an all-reduce fails on a partial last batch whose
-    parts differ in size between workers.
+    (a non-scalar value that is not a variable, with ``axis=None``) is only reduced by Keras to
+    learn its shapes for building the model; it gets this worker's part, as an all-reduce fails
+    on a partial last batch whose parts differ in size between workers.
     """
     import tensorflow as tf
 
@@ -106,8 +106,8 @@ def _multi_worker_strategy(resolver: Any) -> Any:
 
             def one(v: Any) -> Any:
                 local = self.experimental_local_results(v)[0]
-                if axis is None and local.shape.rank:
-                    return local
+                if axis is None and local.shape.rank and not isinstance(v, tf.Variable):
+                    return local  # a batch; variables (metric states) are still all-reduced
                 return parent.reduce(reduce_op, v, axis if local.shape.rank else None)
 
             return tf.nest.map_structure(one, value)

@@ -141,7 +141,11 @@ scancel --full --quiet --user=root 2>/dev/null
 cleanup
 trap - EXIT
 left=$(ps -eo pid=,args= | grep -F -e "$WORK" -e slurmstepd | grep -v grep)
-for pid in "${PIDS[@]}"; do kill -0 -- "$pid" 2>/dev/null && left+=$'\n'"pid $pid still alive"; done
+for pid in "${PIDS[@]}"; do
+  kill -0 -- "$pid" 2>/dev/null && left+=$'\n'"pid $pid still alive"
+  # anything still in a daemon's session or process group (the MLflow server's workers)
+  left+=$(ps -eo pid=,sid=,pgid=,args= | awk -v p="${pid#-}" '$2 == p || $3 == p {print "\n" $0}')
+done
 if [ -n "$left" ]; then
   echo "cluster harness: processes left behind:"$'\n'"$left"
   exit 1
