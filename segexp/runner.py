@@ -448,7 +448,8 @@ def _train_epochs(job: Job) -> tuple[dict[str, list[float]], EpochLogger]:
     )
     ckpt.attach(logger)
     if resume is not None:
-        checkpoint.load_weights(model, resume)
+        with model.distribute_strategy.scope():  # the optimizer may create its variables here
+            checkpoint.load_weights(model, resume)
         _catch_up(job.client, job.run_id, model, ckpt, logger)
     model.fit(
         job.data["train"],

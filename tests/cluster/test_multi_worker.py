@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from mlflow import MlflowClient
 
-from tests._runs import ROOT, history
+from tests._runs import ROOT, history, steps_of, wait_for_epoch
 from tests.cluster._cluster import runs_in, train_args
 
 pytestmark = pytest.mark.cluster
@@ -96,3 +96,53 @@ def test_two_workers_match_one_worker_and_only_the_chief_tracks(tmp_path):
     state = json.loads((out / "checkpoints" / "resume" / "state.json").read_text())
     assert state["epoch"] == 2
     assert len(list(tmp_path.rglob("state.json"))) == 2  # ./one and ./two; none from worker 1
+
+
+def test_two_workers_killed_mid_run_resume_into_the_same_run(tmp_path):
+    uri, epochs, out = f"sqlite:///{tmp_path}/mlflow.db", 6, tmp_path / "two"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cluster = {"worker": [f"localhost:{p}" for p in _ports(2)]}
+
+    def start(*extra, resume=False):
+        cmd = train_args(uri, "two-workers", *extra)
+        if resume:  # the saved config only: nothing that would change it
+            cmd = [*cmd[:3], *extra]
+        return [
+            subprocess.Popen(
+                cmd,
+                cwd=tmp_path,
+                env={
+                    **env,
+                    "TF_CONFIG": json.dumps(
+                        {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                    ),
+                },
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for i in range(2)
+        ]
+
+    first = start(
+        "seed=7",
+        f"trainer.epochs={epochs}",
+        "trainer.distribute=multi_worker",
+        "trainer.batch_size=4",
+        f"hydra.run.dir={out}",
+    )
+    wait_for_epoch(first[0], out, 2, timeout=400)
+    for worker in first:  # a crash of both (the nodes lost): no time to log anything more
+        worker.kill()
+        worker.communicate(timeout=60)
+    client = MlflowClient(uri)
+    (run,) = runs_in(client, "two-workers")
+    assert run.info.status == "RUNNING"
+    second = start(f"resume={out}", f"hydra.run.dir={out}", resume=True)
+    logs = [w.communicate(timeout=600)[0] for w in second]
+    assert [w.returncode for w in second] == [0, 0], "\n----\n".join(x[-3000:] for x in logs)
+    (after,) = runs_in(client, "two-workers")
+    assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
+    assert int(after.data.tags["segexp.resumed_from_epoch"]) >= 2
+    for key in ("loss", "val_loss"):
+        assert steps_of(client, run.info.run_id, key) == list(range(1, epochs + 1)), key
