@@ -27,6 +27,11 @@ chmod 755 "$WORK"
 PIDS=()   # started daemons, stopped in reverse order; negative = a whole process group
 cleanup() {
   local i pid
+  # SLURM jobs first, while slurmctld still runs (their slurmstepd outlive slurmd otherwise).
+  if [ -n "${SLURM_CONF:-}" ] && scontrol ping >/dev/null 2>&1; then
+    scancel --quiet --user=root 2>/dev/null
+    for _ in $(seq 1 60); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.5; done
+  fi
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     pid=${PIDS[i]}
     kill -TERM -- "$pid" 2>/dev/null
@@ -132,12 +137,17 @@ echo "cluster harness: up in $((up_ms / 1000)).$(printf %03d $((up_ms % 1000))) 
 export PATH=$ROOT/tests/cluster/bin:$PATH  # the sacct stand-in
 export SEGEXP_CLUSTER_DIR=$WORK SEGEXP_CLUSTER_MLFLOW_URI=http://127.0.0.1:$MLPORT
 export SEGEXP_CLUSTER_DB_URI=$DB_URI SEGEXP_CLUSTER_PGBIN=$PGBIN
-(cd "$ROOT" && "$PY" -m pytest -m cluster tests/cluster -p no:cacheprovider "$@")
+# pytest in its own session (stopped with the daemons if the harness is interrupted); `wait`
+# lets the traps run while it is going.
+cd "$ROOT"
+setsid "$PY" -m pytest -m cluster tests/cluster -p no:cacheprovider "$@" &
+PYTEST=$!
+PIDS+=(-$PYTEST)
+wait "$PYTEST"
 status=$?
 [ -f "$WORK/figures.txt" ] && { echo "cluster harness: figures"; cat "$WORK/figures.txt"; }
 
-# Jobs first (none may outlive the harness), then the daemons, then look for leftovers.
-scancel --full --quiet --user=root 2>/dev/null
+# Jobs, then the daemons (as on any exit), then look for leftovers.
 cleanup
 trap - EXIT
 left=$(ps -eo pid=,args= | grep -F -e "$WORK" -e slurmstepd | grep -v grep)
