@@ -5,7 +5,7 @@ Trainer keys:
 ```yaml
 precision: float32       # float32 | mixed_float16 | mixed_bfloat16
 jit_compile: auto        # true | false | auto (XLA; passed to model.compile)
-distribute: none         # none | mirrored | one_device
+distribute: none         # none | mirrored | one_device | multi_worker
 scale_batch_size: true   # batch_size is per replica: global batch = batch_size * replicas
 ```
 
@@ -16,20 +16,27 @@ float32. With ``mixed_float16`` Keras wraps the optimizer in a ``LossScaleOptimi
 
 Distribution: build and compile the model inside :func:`GpuOptions.scope`; ``mirrored``
 replicates over the visible GPUs (one CPU replica when there is none), ``one_device`` places
-everything on the first GPU (or the CPU).
+everything on the first GPU (or the CPU). ``multi_worker`` is data-parallel training over
+processes (``tf.distribute.MultiWorkerMirroredStrategy``): the cluster comes from ``TF_CONFIG``
+or, in a SLURM step with several tasks (``srun --ntasks=N``), from SLURM
+(``SlurmClusterResolver``, ports from ``SEGEXP_WORKER_PORT``, default 8888). Only the chief
+(task ``chief``, else worker 0) tracks and checkpoints; :func:`worker_sandbox` gives the other
+workers a private store and folder, since every worker must run the same steps.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from segexp.errors import ConfigError
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("none", "mirrored", "one_device")
+STRATEGIES = ("none", "mirrored", "one_device", "multi_worker")
 
 
 def _get(cfg: Any, key: str, default: Any) -> Any:
@@ -71,11 +78,90 @@ def make_strategy(name: Any) -> Any:
     kind = check_distribute(name)
     if kind == "none":
         return tf.distribute.get_strategy()
+    if kind == "multi_worker":
+        return _multi_worker_strategy(cluster_resolver())
     gpus = tf.config.list_logical_devices("GPU")
     if kind == "mirrored":
         devices = [d.name for d in gpus] or ["/cpu:0"]
         return tf.distribute.MirroredStrategy(devices=devices)
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+
+
+def _multi_worker_strategy(resolver: Any) -> Any:
+    """``MultiWorkerMirroredStrategy`` with a ``reduce`` that fits what Keras 3's ``fit`` asks.
+
+    Keras reduces (1) the first distributed batch, an ``(x, y, weights)`` tuple, in one call,
+    which the collective all-reduce refuses ("Attempt to convert a value (PerReplica ...) to a
+    Tensor"), and (2) each scalar metric with ``axis=0`` ("Invalid reduction dimension 0 for
+    input with 0 dimensions"). Here scalars are reduced over the replicas, leaf by leaf. A batch
+    (a non-scalar value that is not a variable, with ``axis=None``) is only reduced by Keras to
+    learn its shapes for building the model; it gets this worker's part, as an all-reduce fails
+    on a partial last batch whose parts differ in size between workers.
+    """
+    import tensorflow as tf
+
+    class Strategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op: Any, value: Any, axis: Any = None) -> Any:
+            parent = super()
+
+            def one(v: Any) -> Any:
+                local = self.experimental_local_results(v)[0]
+                if axis is None and local.shape.rank and not isinstance(v, tf.Variable):
+                    return local  # a batch; variables (metric states) are still all-reduced
+                return parent.reduce(reduce_op, v, axis if local.shape.rank else None)
+
+            return tf.nest.map_structure(one, value)
+
+    return Strategy(cluster_resolver=resolver)
+
+
+def cluster_resolver() -> Any:
+    """The workers of ``trainer.distribute=multi_worker``: from ``TF_CONFIG``, else SLURM."""
+    import tensorflow as tf
+
+    resolvers = tf.distribute.cluster_resolver
+    if os.environ.get("TF_CONFIG"):
+        return resolvers.TFConfigClusterResolver()
+    if os.environ.get("SLURM_STEP_ID") and int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1:
+        port = int(os.environ.get("SEGEXP_WORKER_PORT", "8888"))
+        return resolvers.SlurmClusterResolver(port_base=port, gpus_per_node=_gpus_per_node())
+    raise ConfigError(
+        "trainer.distribute=multi_worker: no cluster found; set TF_CONFIG or start the workers "
+        "with srun --ntasks=N (or choose trainer.distribute=none|mirrored)"
+    )
+
+
+def _gpus_per_node() -> int:
+    """GPUs SLURM gave this task (the resolver would otherwise call nvidia-smi)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return len([d for d in visible.split(",") if d.strip()]) if visible else 0
+
+
+def is_chief(strategy: Any) -> bool:
+    """Whether this process tracks and checkpoints: always, except a multi-worker non-chief."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    jobs = resolver.cluster_spec().as_dict()
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and int(resolver.task_id) == 0 and "chief" not in jobs
+
+
+def worker_sandbox(cfg: Any, task: str) -> tuple[Any, Path]:
+    """A non-chief worker's config and output folder: a private SQLite store and folder in a
+    temporary directory (removed at exit), so it trains in lockstep without touching the run."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from omegaconf import OmegaConf
+
+    folder = Path(tempfile.mkdtemp(prefix=f"segexp-{task}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    cfg = cfg.copy()
+    OmegaConf.update(cfg, "tracking.uri", f"sqlite:///{folder}/worker.db", merge=False)
+    return cfg, folder
 
 
 @dataclass
@@ -88,6 +174,8 @@ class GpuOptions:
     replicas: int
     batch_size: int  # global batch size (per-replica size * replicas when scaled)
     jit_compile: bool | str
+    chief: bool = True  # False only for a multi-worker non-chief (no tracking, no checkpoints)
+    task: str = "chief"  # e.g. worker-1 for a multi-worker non-chief
 
     def scope(self) -> contextlib.AbstractContextManager:
         """Context for building and compiling the model (the strategy's scope)."""
@@ -129,7 +217,16 @@ def setup(trainer_cfg: Any) -> GpuOptions:
         replicas=replicas,
         batch_size=batch,
         jit_compile=_jit(_get(trainer_cfg, "jit_compile", "auto")),
+        chief=is_chief(strategy),
+        task=_task_name(strategy),
     )
+
+
+def _task_name(strategy: Any) -> str:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return "chief"
+    return f"{resolver.task_type}-{resolver.task_id}"
 
 
 @contextlib.contextmanager

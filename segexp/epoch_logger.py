@@ -133,8 +133,9 @@ class EpochLogger(keras.callbacks.Callback):
     def predict_panel(self, step: int | None = None) -> np.ndarray:
         """Input | truth | prediction for the fixed validation samples, labelled with the
         run's title and the epoch ``step``."""
-        probs = self.model.predict_on_batch(self.sample_images * self.input_scale)
-        probs = np.asarray(probs)
+        # A direct call, not predict_on_batch: under a multi-worker strategy that would split
+        # the few samples over the workers; the panel is one worker's business.
+        probs = np.asarray(self.model(self.sample_images * self.input_scale, training=False))
         preds = probs if self.task == "reconstruction" else predictions_to_labels(probs, self.head)
         return prediction_panel(
             self.sample_images,

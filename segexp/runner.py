@@ -115,21 +115,25 @@ def train(cfg: DictConfig) -> float | None:
         tracking.check_store(str(cfg.tracking.uri))
     cfg = _credentials_to_env(cfg)
     start_epoch = resume.epoch if resume else 0
+    from segexp import devices
+
+    # GPU options first: a multi-worker strategy must exist before any TensorFlow op runs.
+    gpu = devices.setup(cfg.trainer)
+    if not gpu.chief:  # only the chief tracks and checkpoints; the others train alongside
+        cfg, output_dir = devices.worker_sandbox(cfg, gpu.task)
     mlflow.set_tracking_uri(str(cfg.tracking.uri))
     client = MlflowClient()
     experiment_id = tracking.get_or_create_experiment(client, str(cfg.tracking.experiment))
-    experiment = mlflow.set_experiment(experiment_id=experiment_id)
+    mlflow.set_experiment(experiment_id=experiment_id)
 
     seed = int(cfg.seed)
     seed_everything(seed, bool(cfg.trainer.get("deterministic", False)))
     shape = input_spec(cfg)
     source = load_source(cfg.dataset, shape[:2], shape[2], seed)
 
-    from segexp import devices
     from segexp.models import build_model
 
-    # GPU options: dtype policy before the model is built; build + compile in the strategy scope.
-    gpu = devices.setup(cfg.trainer)
+    # Build + compile in the strategy scope (the dtype policy is already set).
     task = str(cfg.model.get("task", "segmentation"))
     epochs = int(cfg.trainer.epochs)
     batch_size = gpu.batch_size  # global: per-replica batch_size * replicas
@@ -163,7 +167,10 @@ def train(cfg: DictConfig) -> float | None:
         **sweep.job_tags(),
         **OmegaConf.to_container(cfg.tracking.get("tags") or OmegaConf.create({}), resolve=True),
     }
-    run_id = _open_run(client, experiment.experiment_id, cfg, overrides, tags, output_dir, resume)
+    # A non-chief worker opens a fresh run in its private sandbox store.
+    run_id = _open_run(
+        client, experiment_id, cfg, overrides, tags, output_dir, resume if gpu.chief else None
+    )
     print(
         f"segexp: MLflow run {run_id} in {tracking.redact_text(str(cfg.tracking.uri))} "
         f"(experiment {cfg.tracking.experiment!r}); outputs in {output_dir}",
@@ -184,8 +191,13 @@ def train(cfg: DictConfig) -> float | None:
         samples=(sample_x, sample_y),
         resume=resume,
     )
-    with _run_status(client, run_id, output_dir):
-        summary = _fit_and_log(job)
+    try:
+        with _run_status(client, run_id, output_dir):
+            summary = _fit_and_log(job)
+    except KeyboardInterrupt:
+        if not sweep.cancelled_job_goes_on():
+            raise
+        return math.nan  # the run is KILLED with its resume checkpoint; the sweep goes on
     return _objective(cfg, summary)
 
 
@@ -514,7 +526,8 @@ def _train_epochs(job: Job) -> tuple[dict[str, list[float]], EpochLogger]:
     )
     ckpt.attach(logger)
     if resume is not None:
-        checkpoint.load_weights(model, resume)
+        with model.distribute_strategy.scope():  # the optimizer may create its variables here
+            checkpoint.load_weights(model, resume)
         _catch_up(job.client, job.run_id, model, ckpt, logger)
     model.fit(
         job.data["train"],

@@ -73,7 +73,31 @@ def job_tags() -> dict[str, str]:
     tags = {"mlflow.parentRunId": parent, "segexp.sweep_id": os.environ.get(ENV_SWEEP, "")}
     if num is not None:
         tags["segexp.sweep_job"] = str(num)
+    if os.environ.get("SLURM_JOB_ID"):
+        tags["segexp.slurm_job_id"] = slurm_job_id()
     return tags
+
+
+def slurm_job_id() -> str:
+    """This SLURM job's id as ``scancel`` and ``sacct`` take it (``<array id>_<task>``)."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID", "")
+
+
+def cancelled_job_goes_on() -> bool:
+    """Whether a SLURM sweep job stopped by SIGTERM (``scancel``, preemption) returns a NaN
+    objective, its run already KILLED, so that the other jobs' results are still collected:
+    in a multirun on SLURM with ``continue_on_failure`` (the launcher would otherwise fail the
+    whole sweep on the job's missing result)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    in_sweep, _ = _multirun_job()
+    if not in_sweep or not os.environ.get("SLURM_JOB_ID"):
+        return False
+    keep_going = OmegaConf.select(
+        HydraConfig.get(), "callbacks.mlflow_sweep.continue_on_failure", default=True
+    )
+    return bool(keep_going)
 
 
 def _key(override: str) -> str:
@@ -306,6 +330,7 @@ class MlflowSweepCallback(Callback):
                 "segexp.sweep.jobs": len(children),
                 "segexp.sweep.failed": failed,
                 "segexp.sweep.finished": counts.get("FINISHED", 0),
+                "segexp.sweep.killed": counts.get("KILLED", 0),
             },
         )
         optuna_results = Path(str(config.hydra.sweep.dir)) / "optimization_results.yaml"

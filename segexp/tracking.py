@@ -136,28 +136,6 @@ def init_sqlite(uri: str, path: Path) -> None:
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
-def get_or_create_experiment(client: MlflowClient, name: str) -> str:
-    """The id of experiment ``name``, created if missing, carrying segexp's experiment tags.
-
-    ``mlflow.experimentKind=custom_model_development`` is MLflow 3's kind for model training
-    (the UI's model-training view; which view a browser opens is its workflow switch). An
-    existing experiment without the tag gets it the first time segexp uses it; a kind the user
-    set is left alone.
-    """
-    experiment = retry(client.get_experiment_by_name, name)
-    if experiment is None:
-        try:
-            return client.create_experiment(name, tags=EXPERIMENT_TAGS)
-        except Exception:  # noqa: BLE001 - a parallel job created it first, or a store hiccup
-            experiment = retry(client.get_experiment_by_name, name)
-            if experiment is None:
-                return retry(client.create_experiment, name, tags=EXPERIMENT_TAGS)
-    for key, value in EXPERIMENT_TAGS.items():
-        if key not in experiment.tags:
-            retry(client.set_experiment_tag, experiment.experiment_id, key, value)
-    return experiment.experiment_id
-
-
 def retry(fn: Callable, *args: Any, attempts: int = 4, delay: float = 0.5, **kwargs: Any) -> Any:
     """Call an MLflow client function, retrying transient failures with back-off."""
     for attempt in range(attempts):
@@ -173,6 +151,43 @@ def retry(fn: Callable, *args: Any, attempts: int = 4, delay: float = 0.5, **kwa
             )
             time.sleep(delay * 2**attempt)
     return None
+
+
+def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created if missing, carrying segexp's experiment tags;
+    safe when processes race to create it.
+
+    ``mlflow.set_experiment`` is not: with several processes creating a new experiment at once,
+    a loser can return without an active experiment and its run lands in ``Default``. Here a
+    lost race (the name already exists) reads the winner's experiment. A deleted experiment of
+    that name is an error, since MLflow keeps its name reserved.
+    ``mlflow.experimentKind=custom_model_development`` is MLflow 3's kind for model training
+    (the UI's model-training view; which view a browser opens is its workflow switch). An
+    existing experiment without the tag gets it the first time segexp uses it; a kind the user
+    set is left alone.
+    """
+    from mlflow.exceptions import MlflowException
+
+    for _ in range(3):
+        experiment = retry(client.get_experiment_by_name, name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                raise TrackingError(
+                    f"tracking.experiment={name!r} is deleted in the store; restore it or "
+                    "choose another tracking.experiment"
+                )
+            for key, value in EXPERIMENT_TAGS.items():
+                if key not in experiment.tags:
+                    retry(client.set_experiment_tag, experiment.experiment_id, key, value)
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(name, tags=EXPERIMENT_TAGS)
+        except MlflowException as err:
+            if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code) and "already exists" not in (
+                str(err)
+            ):
+                raise
+    raise TrackingError(f"tracking.experiment={name!r}: could not be created nor found")
 
 
 def git_commit() -> str | None:

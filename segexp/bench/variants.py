@@ -298,9 +298,9 @@ class Bench:
         uri = f"sqlite:///{self.workdir / 'mlflow.db'}"
         client = MlflowClient(uri)
         mlflow.set_tracking_uri(uri)
-        name = "segexp-bench"
-        exp = client.get_experiment_by_name(name)
-        exp_id = exp.experiment_id if exp else client.create_experiment(name)
+        from segexp.tracking import get_or_create_experiment
+
+        exp_id = get_or_create_experiment(client, "segexp-bench")
         run_id = client.create_run(exp_id, run_name=f"bench-{scenario}").info.run_id
         n_samples = int(cfg.trainer.num_sample_images)
         sample_x = self.x_val[:n_samples]
