@@ -15,8 +15,10 @@ CONF_DIR = PROJECT_ROOT / "conf"
 
 _SECRET_WORDS = r"(?:password|passwd|secret|token|api_key|apikey|credential)"
 _SECRET_KEY = re.compile(_SECRET_WORDS, re.I)
+# ``scheme://user:password@``, also as Hydra escapes it in overrides (``http\://user\:pw@``).
 _URI_USERINFO = re.compile(
-    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@", re.I
+    r"(?P<scheme>[a-z][a-z0-9+.-]*\\?:\\?/\\?/)(?P<user>[^:/@\s\\]+)(?P<sep>\\?:)(?P<pw>[^@/\s]+)@",
+    re.I,
 )
 # ``key=value`` (an override, a line of text) whose key names a secret.
 _SECRET_ASSIGN = re.compile(
@@ -77,7 +79,7 @@ def with_defaults(
 def redact(value: str) -> str:
     """Hide URI passwords (``scheme://user:***@host``) and the values of secret-named
     ``key=value`` / ``key: value`` pairs in any text: the one redaction every output uses."""
-    text = _URI_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", str(value))
+    text = _URI_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}{m['sep']}{MASK}@", str(value))
     return _SECRET_ASSIGN.sub(
         lambda m: m[0] if m["value"] == MASK else f"{m['key']}{m['sep']}{MASK}", text
     )

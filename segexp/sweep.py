@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import math
 import os
 import sys
@@ -216,6 +217,30 @@ def log_summary(client: Any, parent_id: str, children: list[Any], config: DictCo
     log_metrics(client, parent_id, headline_metrics(children, objective, direction))
 
 
+def redact_log_records() -> None:
+    """Mask secrets in every log record from now on (Hydra's launchers log each job's
+    overrides, and they reconfigure logging's handlers per job, so a handler filter would not
+    last): a log-record factory, installed once per process."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "segexp_redacts", False):
+        return
+    from segexp.config import redact
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's to report
+            return record
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return record
+
+    factory.segexp_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
 class MlflowSweepCallback(Callback):
     """Hydra callback: a parent MLflow run per multirun, nested child runs, failure handling."""
 
@@ -236,7 +261,10 @@ class MlflowSweepCallback(Callback):
         from segexp import tracking
         from segexp.config import redact
 
-        uri = str(config.tracking.uri)
+        redact_log_records()
+        # Credentials move to MLflow's environment variables (the jobs inherit them), so no
+        # URI the parent saves or MLflow prints carries them.
+        uri = tracking.credentials_to_env(str(config.tracking.uri))
         tracking.check_store(uri)
         client = _client(uri)
         name = str(config.tracking.experiment)
@@ -397,6 +425,7 @@ class MlflowSweepCallback(Callback):
             for env in _ENV_KEYS.values():
                 os.environ.pop(env, None)
             return
+        redact_log_records()
         state_file = Path(str(config.hydra.sweep.dir)) / STATE_FILE
         if state_file.exists():
             state = json.loads(state_file.read_text())
@@ -414,8 +443,11 @@ class MlflowSweepCallback(Callback):
         error = job_return._return_value
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         num = OmegaConf.select(config, "hydra.job.num", default=None)
+        from segexp.config import redact
+
         print(
-            f"segexp: sweep job {num} ({','.join(job_return.overrides or [])}) failed:\n{text}",
+            redact(f"segexp: sweep job {num} ({','.join(job_return.overrides or [])}) failed:")
+            + f"\n{redact(text)}",
             file=sys.stderr,
             flush=True,
         )

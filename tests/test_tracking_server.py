@@ -159,6 +159,31 @@ def test_no_secret_reaches_the_output_folder_or_the_console(tmp_path, server, co
         assert "s3cr3tpw" not in text and "tok3n-value" not in text
 
 
+def test_no_secret_reaches_a_sweeps_files_or_console(tmp_path, server):
+    """The same for a one-job multirun: Hydra escapes the override (``http\\://user\\:pw@``),
+    its launcher logs every job's overrides, and the parent run has its own MLflow client."""
+    uri = f"http://user:s3cr3tpw@127.0.0.1:{server}"
+    cmd = [sys.executable, "-m", "segexp.train", "-m", *TINY, "tracking.log_model=false"]
+    extra = [f"tracking.uri={uri}", "+tracking.tags.api_token=tok3n-value", "seed=1"]
+    code, console = run_cli([*cmd, *extra, f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    assert code == 0, console[-3000:]
+    assert "#0 : " in console and "user\\:***@" in console  # the launcher's line, masked
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"http://127.0.0.1:{server}")
+    (exp,) = [e for e in client.search_experiments() if e.name != "Default"]
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.data.tags.get("segexp.sweep_role", "child") for r in runs) == [
+        "child",
+        "parent",
+    ]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    files = [p for p in (tmp_path / "sweep").glob("**/*") if p.is_file()]
+    assert any(p.name == "overrides.yaml" for p in files)
+    for text in [console, *(p.read_bytes().decode("latin-1") for p in files)]:
+        assert "s3cr3tpw" not in text and "tok3n-value" not in text
+
+
 def test_unreachable_server_fails_with_one_redacted_line():
     with pytest.raises(TrackingError) as info:
         tracking.check_store("http://me:pw123@127.0.0.1:9", timeout=2)
@@ -170,6 +195,10 @@ def test_unreachable_server_fails_with_one_redacted_line():
 def test_redaction_helpers():
     assert tracking.redact_text("a +dataset.password=x tracking.uri=http://u:p@h") == (
         "a +dataset.password=*** tracking.uri=http://u:***@h"
+    )
+    # as Hydra escapes a multirun override
+    assert tracking.redact_text("tracking.uri=http\\://u\\:p4ss@h\\:5000") == (
+        "tracking.uri=http\\://u\\:***@h\\:5000"
     )
     assert tracking.mask_secrets({"tags": {"token": "t", "owner": "me"}, "uri": "s3://k:v@b"}) == {
         "tags": {"token": "***", "owner": "me"},
