@@ -78,11 +78,16 @@ def check_paths(dataset: DictConfig) -> None:
 
 
 def check_values(cfg: DictConfig) -> None:
-    """Counts, data paths and the tracking store, in that order (a refused config creates no
-    store)."""
+    """Counts, split fractions, challenge metric names, data paths and the tracking store, in
+    that order (a refused config creates no store)."""
+    from segexp.challenge import check_names
+    from segexp.data.split import split_fractions
     from segexp.tracking import check_store
 
     check_integers(cfg)
+    if cfg.dataset.get("split") is not None:
+        split_fractions(cfg.dataset.split)
+    check_names(cfg.dataset.get("challenge_metrics"))
     check_paths(cfg.dataset)
     check_store(str(cfg.tracking.uri))
 

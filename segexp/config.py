@@ -31,7 +31,7 @@ RUN_NAME_EXCLUDED_PREFIXES = ("tracking.", "hydra.", "resume", "trainer.verbose"
 
 # Mapping-valued keys: a plain override (`'dataset.mask_values={0:0,128:1}'`) replaces the
 # preset's map; `+dataset.mask_values.128=1` adds or changes one entry.
-MAPPING_KEYS = ("dataset.mask_values", "dataset.class_names")
+MAPPING_KEYS = ("dataset.mask_values",)
 # Maps that hold user-chosen keys: `+` may add any key below them.
 OPEN_KEYS = ("tracking.tags", *MAPPING_KEYS)
 # Sections whose valid keys depend on their `name` and are checked against the builder's

@@ -259,6 +259,14 @@ def test_unreachable_server_fails_with_one_line_before_tensorflow_and_mlflow(tmp
             ["dataset=folder", "dataset.images=img", "dataset.masks=gt"],
             "segexp-train: error: image folder img does not exist (dataset.images=img)",
         ),
+        (
+            ["dataset.split={train:0.7,val:0.3,test:0.2}"],
+            "segexp-train: error: dataset.split={train: 0.7, val: 0.3, test: 0.2} sums to 1.2",
+        ),
+        (
+            ["dataset.challenge_metrics=[image_dice,bogus]"],
+            "segexp-train: error: dataset.challenge_metrics",
+        ),
     ],
 )
 def test_refused_config_leaves_nothing_behind(tmp_path, args, expected):
