@@ -359,6 +359,13 @@ def test_cli_from_the_repository_root_writes_nothing_there_and_logs_to_the_paren
     names = {p.name for p in out.iterdir()}
     assert names == {"comparison.md", "runs.csv", "groups.csv", "curves.png", "effects.png"}
     assert len(pd.read_csv(out / "runs.csv")) == 5
+    # A re-judged comparison does not overwrite the sweep's own on the parent run.
+    verdict = client.get_run(new).data.tags["claim.verdict"]
+    assert (
+        compare.main(["--tracking-uri", uri, "--experiment", "segexp", "--accept-deviation"]) == 0
+    )
+    assert "not logged to parent run" in capsys.readouterr().out
+    assert client.get_run(new).data.tags["claim.verdict"] == verdict
 
 
 @pytest.mark.parametrize(

@@ -145,7 +145,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         files = []
         if args.output:
             files = write_report(report, Path(args.output), history, args.curves)
-        log = parent is not None and not args.no_log
+        # The parent holds the sweep's own comparison: a narrowed or re-judged one (another
+        # selection, claim, grouping or --accept-deviation) goes to --output, not over it.
+        changed = [
+            flag
+            for flag, value in (
+                ("--filter", args.filter),
+                ("--claim", args.claim),
+                ("--group-by", args.group_by),
+                ("--metrics", args.metrics),
+                ("--accept-deviation", args.accept_deviation),
+            )
+            if value
+        ]
+        log = parent is not None and not args.no_log and not changed
         if log:
             with tempfile.TemporaryDirectory() as tmp:
                 logged = write_report(report, Path(tmp), history, args.curves)
@@ -160,6 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"(no sweep: judged the single run {runs[0].info.run_id})")
     if log:
         print(f"logged {len(logged)} files to parent run {parent.info.run_id} (comparison/)")
+    elif parent is not None and changed:
+        print(
+            f"not logged to parent run {parent.info.run_id}: {', '.join(changed)} differs from "
+            "the sweep's own comparison (--output DIR writes the files)"
+        )
     if files:
         print("wrote " + ", ".join(str(f) for f in files))
     return 0
