@@ -217,6 +217,18 @@ def log_summary(client: Any, parent_id: str, children: list[Any], config: DictCo
     log_metrics(client, parent_id, headline_metrics(children, objective, direction))
 
 
+def ui_url(tracking_uri: str, experiment_id: str) -> str:
+    """The experiment's training-runs page in the MLflow UI (its model-training view, which the
+    experiment kind tag alone does not select in MLflow 3.17); a local store gets the URL of
+    ``mlflow ui`` on its default port."""
+    base = (
+        tracking_uri.rstrip("/")
+        if tracking_uri.startswith(("http://", "https://"))
+        else ("http://127.0.0.1:5000")
+    )
+    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
+
+
 def redact_log_records() -> None:
     """Mask secrets in every log record from now on (Hydra's launchers log each job's
     overrides, and they reconfigure logging's handlers per job, so a handler filter would not
@@ -373,7 +385,8 @@ class MlflowSweepCallback(Callback):
         _retry(client.set_terminated, parent_id, status)
         print(
             f"segexp: sweep {state['sweep_id']} {status}: {len(children)} jobs, {failed} failed; "
-            f"parent run {parent_id}",
+            f"parent run {parent_id}; compare its runs in the MLflow UI at "
+            f"{ui_url(state['tracking_uri'], state['experiment_id'])}",
             flush=True,
         )
         self._state = None

@@ -192,3 +192,14 @@ def test_jobs_find_their_sweep_from_the_state_file_without_the_environment(tmp_p
             os.environ.pop(env, None)
             if value is not None:
                 os.environ[env] = value
+
+
+def test_ui_url_opens_the_model_training_view():
+    from segexp.sweep import ui_url
+
+    assert ui_url("http://127.0.0.1:5005/", "7") == (
+        "http://127.0.0.1:5005/#/experiments/7?workflowType=machine_learning"
+    )
+    assert ui_url("sqlite:///mlflow.db", "1") == (
+        "http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning"
+    )
