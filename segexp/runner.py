@@ -172,7 +172,7 @@ def train(cfg: DictConfig) -> float | None:
         client, experiment_id, cfg, overrides, tags, output_dir, resume if gpu.chief else None
     )
     print(
-        f"segexp: MLflow run {run_id} in {tracking.redact_text(str(cfg.tracking.uri))} "
+        f"segexp: MLflow run {run_id} in {tracking.redact(str(cfg.tracking.uri))} "
         f"(experiment {cfg.tracking.experiment!r}); outputs in {output_dir}",
         flush=True,
     )

@@ -317,7 +317,7 @@ class MlflowSweepCallback(Callback):
         run = _retry(
             client.create_run,
             experiment_id,
-            run_name=tracking.redact_text(f"sweep {label} {sweep_id}"),
+            run_name=tracking.redact(f"sweep {label} {sweep_id}"),
             tags=tracking.safe_tags(tags),
         )
         base = OmegaConf.to_container(config, resolve=False)
@@ -485,7 +485,7 @@ class MlflowSweepCallback(Callback):
             filter_string=f"tags.`segexp.sweep_id` = '{sweep_id}' "
             f"and tags.`segexp.sweep_job` = '{num}'",
         )
-        message = tracking.redact_text(f"{type(error).__name__}: {error}")[:5000]
+        message = tracking.redact(f"{type(error).__name__}: {error}")[:5000]
         if runs:
             for run in runs:
                 if run.info.status not in ("FAILED", "KILLED"):
@@ -500,7 +500,7 @@ class MlflowSweepCallback(Callback):
         run = _retry(
             client.create_run,
             os.environ[ENV_EXPERIMENT],
-            run_name=tracking.redact_text(name),
+            run_name=tracking.redact(name),
             tags=tracking.safe_tags(
                 {
                     "mlflow.parentRunId": os.environ[ENV_PARENT],

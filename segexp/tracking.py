@@ -17,20 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from segexp.config import PROJECT_ROOT, as_params, is_secret_key, mask_secrets, redact
+from segexp.config import MASK, PROJECT_ROOT, as_params, is_secret_key, mask_secrets, redact
 from segexp.errors import TrackingError
 
 if TYPE_CHECKING:  # mlflow is imported where it is used: the store check runs without it
     from mlflow import MlflowClient
 
 BATCH = 100  # MLflow's limit of params / tags per log_batch call.
-redact_text = redact  # the one redaction (segexp.config.redact), under its older name here
 
 
 def safe_tags(tags: dict[str, Any]) -> dict[str, str]:
     """Tags as strings, secrets masked (by key name and in URIs / ``key=value`` text)."""
     return {
-        k: "***" if is_secret_key(k) else redact(str(v)) for k, v in tags.items() if v is not None
+        k: MASK if is_secret_key(k) else redact(str(v)) for k, v in tags.items() if v is not None
     }
 
 
@@ -146,7 +145,7 @@ def retry(fn: Callable, *args: Any, attempts: int = 4, delay: float = 0.5, **kwa
                 raise
             name = getattr(fn, "__name__", "call")
             print(
-                f"segexp: MLflow call {name} failed ({redact_text(str(err))[:300]}); retrying",
+                f"segexp: MLflow call {name} failed ({redact(str(err))[:300]}); retrying",
                 flush=True,
             )
             time.sleep(delay * 2**attempt)
@@ -272,7 +271,7 @@ def log_config(
     retry(
         client.log_text,
         run_id,
-        OmegaConf.to_yaml(OmegaConf.create([redact_text(o) for o in overrides])),
+        OmegaConf.to_yaml(OmegaConf.create([redact(o) for o in overrides])),
         "overrides.yaml",
     )
 
@@ -351,7 +350,7 @@ def set_status(client: MlflowClient, run_id: str, status: str) -> None:
         retry(client.set_terminated, run_id, status)
     except Exception as err:  # noqa: BLE001
         warnings.warn(
-            f"segexp: could not mark MLflow run {run_id} {status}: {redact_text(str(err))}",
+            f"segexp: could not mark MLflow run {run_id} {status}: {redact(str(err))}",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -359,10 +358,10 @@ def set_status(client: MlflowClient, run_id: str, status: str) -> None:
 
 def log_error(client: MlflowClient, run_id: str, err: BaseException, details: str) -> None:
     """Store a failure on the run: tag ``error`` (one line) and artifact ``error.txt``."""
-    line = redact_text(f"{type(err).__name__}: {err}")[:5000]
+    line = redact(f"{type(err).__name__}: {err}")[:5000]
     try:
         log_tags(client, run_id, {"error": line})
-        retry(client.log_text, run_id, redact_text(details), "error.txt")
+        retry(client.log_text, run_id, redact(details), "error.txt")
     except Exception as log_err:  # noqa: BLE001 - keep the original error visible
         warnings.warn(
             f"segexp: could not store the error on run {run_id}: {log_err}",

@@ -193,11 +193,11 @@ def test_unreachable_server_fails_with_one_redacted_line():
 
 
 def test_redaction_helpers():
-    assert tracking.redact_text("a +dataset.password=x tracking.uri=http://u:p@h") == (
+    assert tracking.redact("a +dataset.password=x tracking.uri=http://u:p@h") == (
         "a +dataset.password=*** tracking.uri=http://u:***@h"
     )
     # as Hydra escapes a multirun override
-    assert tracking.redact_text("tracking.uri=http\\://u\\:p4ss@h\\:5000") == (
+    assert tracking.redact("tracking.uri=http\\://u\\:p4ss@h\\:5000") == (
         "tracking.uri=http\\://u\\:***@h\\:5000"
     )
     assert tracking.mask_secrets({"tags": {"token": "t", "owner": "me"}, "uri": "s3://k:v@b"}) == {
