@@ -263,6 +263,11 @@ def displacement_field(
 ) -> tf.Tensor:
     """Smooth ``[B, H, W, 2]`` (dy, dx) fields: :func:`coarse_grid` upsampled separably (two
     small matrix products; grid points on the image corners/edges, as in the U-Net paper)."""
+    if not isinstance(height, int) or not isinstance(width, int):
+        raise ConfigError(
+            "augmentation(elastic): needs images of one known size in the pipeline, got "
+            f"{height} x {width}; set dataset.image_size"
+        )
     coarse = coarse_grid(keys, grid, sigma)
     rows = tf.constant(upsample_matrix(int(height), grid[0], interpolation))
     cols = tf.constant(upsample_matrix(int(width), grid[1], interpolation))
