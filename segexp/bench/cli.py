@@ -143,17 +143,18 @@ def _round(
         a, base = run_a(), run_base()
     else:
         base, a = run_base(), run_a()
-    a.round = number
-    print(
-        f"segexp-bench: {bench.cfg.model.name} {scenario} round {number} ({a.variant}) "
-        f"{a.images_per_sec:.1f} images/s",
-        flush=True,
-    )
+    for result in (a, base):
+        if result is not None and not isinstance(result, float):
+            result.round = number
+            print(
+                f"segexp-bench: {bench.cfg.model.name} {scenario} round {number} "
+                f"({result.variant}) {result.images_per_sec:.1f} images/s",
+                flush=True,
+            )
     if isinstance(base, float):  # the Python loop's pipeline alone, no training
         return [{"result": a, "python_pipeline": base}]
     if base is None:  # no baseline for this augmentation, or baselines off
         return [{"result": a}]
-    base.round = number
     row = {"result": a, key: a.images_per_sec / base.images_per_sec}
     return [{**row, "python_pipeline": base.pipeline_images_per_sec}, {"result": base}]
 
