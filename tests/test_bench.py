@@ -173,3 +173,45 @@ def test_bench_full_tiny_run_with_augmentations_and_memory(compose, tmp_path):
     for r in memory:
         assert int(r[1]) > 0
         assert all(_numbers(c) > 0 for c in (r[2], r[3], r[4], r[7]))
+
+
+def test_bench_without_baselines_reports_the_augmentation_table(compose, tmp_path):
+    """bench.baselines=false trains only segexp's path; the augmentation table still pairs
+    each round's pipeline-alone rates (segexp, Python loop) and training rates (with, without
+    augmentation), and its ratios are the means of those pairs."""
+    out = tmp_path / "bench.md"
+    cfg = compose(
+        [
+            *TINY_BENCH,
+            "bench.augmentations=[none,affine]",
+            "bench.baselines=false",
+            "bench.memory.enabled=false",
+            f"bench.output={out}",
+        ],
+        config_name="bench",
+    )
+    report = cli.run_bench(cfg, model_cfgs=[cfg])
+    variants = [(r["result"].scenario, r["result"].round) for r in report["rows"]]
+    assert variants == [("none", 1), ("none", 2), ("affine", 1), ("affine", 2)]
+    assert all(r["result"].variant == "a: segexp" for r in report["rows"])
+    (row,) = _table(out.read_text(), "| model | input | augmentation |")
+    assert row[:3] == ["unet_small", "32x32x1", "affine"]
+    by_round = {(r["result"].scenario, r["result"].round): r for r in report["rows"]}
+    pipeline = [
+        by_round[("affine", n)]["result"].pipeline_images_per_sec
+        / by_round[("affine", n)]["python_pipeline"]
+        for n in (1, 2)
+    ]
+    training = [
+        by_round[("affine", n)]["result"].images_per_sec
+        / by_round[("none", n)]["result"].images_per_sec
+        for n in (1, 2)
+    ]
+    for cell, ratios, goal, met in (
+        (row[5], pipeline, 2.0, row[6]),
+        (row[8], training, 0.9, row[9]),
+    ):
+        mean = sum(ratios) / 2
+        assert cell == f"{mean:.2f} ({ratios[0]:.2f}, {ratios[1]:.2f})"
+        assert met == ("yes" if mean >= goal else "no")
+    assert all(v > 0 for v in pipeline + training)

@@ -1,4 +1,4 @@
-"""The ``color`` option: brightness, contrast, gamma and noise on the image only."""
+"""The ``color`` option: brightness, contrast, gamma and noise on the image only, on batches."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from typing import Any
 import tensorflow as tf
 
 from segexp.augment._common import (
-    AugmentFn,
-    _coin,
-    _keep_shape,
+    BatchFn,
     _number,
     _probability,
     _range,
-    _split,
     _to_dict,
-    _uniform,
+    coin,
+    normal,
+    split_keys,
+    uniform,
 )
 from segexp.config import with_defaults
 
@@ -31,7 +31,7 @@ COLOR_DEFAULTS: dict[str, Any] = {
 }
 
 
-def make_color(cfg: Mapping | None = None) -> AugmentFn:
+def make_color(cfg: Mapping | None = None) -> BatchFn:
     """Brightness, contrast, gamma and gaussian noise on the image only (mask untouched)."""
     where = "augmentation"
     prm = with_defaults(_to_dict(cfg), COLOR_DEFAULTS, "augmentation(color)")
@@ -42,24 +42,29 @@ def make_color(cfg: Mapping | None = None) -> AugmentFn:
     clip = bool(prm["clip"])
     p = _probability(prm["p"], f"{where}.p")
 
-    def color(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        s = _split(seed, 5)
-        x = image
+    def per_sample(values: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(values, [-1, 1, 1, 1])
+
+    def color(images: tf.Tensor, masks: tf.Tensor, keys: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        k = split_keys(keys, 5)
+        x = images
         if brightness > 0:
-            x = x + _uniform(s[0], -brightness, brightness)
+            x = x + per_sample(uniform(k[0], -brightness, brightness))
         if contrast > 0:
-            mean = tf.reduce_mean(x, axis=[0, 1], keepdims=True)
-            x = (x - mean) * _uniform(s[1], 1.0 - contrast, 1.0 + contrast) + mean
+            mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+            x = (x - mean) * per_sample(uniform(k[1], 1.0 - contrast, 1.0 + contrast)) + mean
         if gamma != (1.0, 1.0):
             # log-uniform so that g and 1/g are equally likely for symmetric log ranges
-            g = tf.exp(_uniform(s[2], math.log(gamma[0]), math.log(gamma[1]) + 1e-12))
-            x = tf.pow(tf.clip_by_value(x, 0.0, 1.0), g)
+            g = tf.exp(uniform(k[2], math.log(gamma[0]), math.log(gamma[1]) + 1e-12))
+            x = tf.pow(tf.clip_by_value(x, 0.0, 1.0), per_sample(g))
         if noise_std > 0:
-            x = x + tf.random.stateless_normal(tf.shape(x), seed=s[3], stddev=noise_std)
+            n = tf.reduce_prod(tf.shape(x)[1:])
+            noise = normal(k[3], n, noise_std)
+            x = x + tf.reshape(noise, tf.shape(x))
         if clip:
             x = tf.clip_by_value(x, 0.0, 1.0)
         if p < 1.0:
-            x = tf.where(_coin(s[4], p), x, image)
-        return _keep_shape(x, image), mask
+            x = tf.where(per_sample(coin(k[4], p)), x, images)
+        return tf.ensure_shape(x, images.shape), masks
 
     return color

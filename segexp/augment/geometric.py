@@ -1,6 +1,8 @@
-"""Geometric options: ``flip``, ``affine`` (one projective transform) and ``elastic``.
+"""Geometric options: ``flip``, ``affine`` (one projective transform) and ``elastic``, on batches.
 
-Image bilinear, mask nearest neighbour: masks stay int32 with their exact label set.
+Affine and elastic are :class:`~segexp.augment.warp.Warp` s (coordinate maps, resampled once
+together, see :mod:`segexp.augment.warp`); flips reverse the batch's axes per sample. Image
+bilinear, mask nearest neighbour: masks stay int32 with their exact label set.
 """
 
 from __future__ import annotations
@@ -9,20 +11,22 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from segexp.augment._common import (
     _FILL_MODES,
-    AugmentFn,
-    _coin,
-    _keep_shape,
+    BatchFn,
     _number,
     _probability,
     _range,
-    _split,
     _to_dict,
-    _uniform,
+    coin,
+    normal,
+    split_keys,
+    uniform,
 )
+from segexp.augment.warp import Warp, apply_warps, fold
 from segexp.config import with_defaults
 from segexp.errors import ConfigError
 
@@ -49,29 +53,34 @@ ELASTIC_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _where(do: tf.Tensor, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Per-sample choice between two batches (``do`` is ``[B]``)."""
+    return tf.where(tf.reshape(do, [-1, 1, 1, 1]), a, b)
+
+
 # --------------------------------------------------------------------------------------- flip
-def make_flip(cfg: Mapping | None = None) -> AugmentFn:
+def make_flip(cfg: Mapping | None = None) -> BatchFn:
     """Random horizontal / vertical flips, each with probability ``p``."""
     prm = with_defaults(_to_dict(cfg), FLIP_DEFAULTS, "augmentation(flip)")
     p = _probability(prm["p"], "augmentation.p")
     horizontal, vertical = bool(prm["horizontal"]), bool(prm["vertical"])
 
-    def flip(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        s_h, s_v = _split(seed, 2)
-        for enabled, s, axis in ((horizontal, s_h, 1), (vertical, s_v, 0)):
+    def flip(images: tf.Tensor, masks: tf.Tensor, keys: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        k_h, k_v = split_keys(keys, 2)
+        for enabled, k, axis in ((horizontal, k_h, 2), (vertical, k_v, 1)):
             if enabled:
-                do = _coin(s, p)
-                image = tf.cond(do, lambda a=axis, x=image: tf.reverse(x, [a]), lambda x=image: x)
-                mask = tf.cond(do, lambda a=axis, m=mask: tf.reverse(m, [a]), lambda m=mask: m)
-        return image, mask
+                do = coin(k, p)
+                images = _where(do, tf.reverse(images, [axis]), images)
+                masks = _where(do, tf.reverse(masks, [axis]), masks)
+        return images, masks
 
     return flip
 
 
 # ------------------------------------------------------------------------------------- affine
 def affine_matrix(
-    height: tf.Tensor,
-    width: tf.Tensor,
+    height: tf.Tensor | int,
+    width: tf.Tensor | int,
     *,
     rotation: tf.Tensor,
     shear: tf.Tensor,
@@ -82,23 +91,47 @@ def affine_matrix(
     flip_x: tf.Tensor,
     flip_y: tf.Tensor,
 ) -> tf.Tensor:
-    """Projective transform ``[1, 8]`` (output pixel -> input pixel) about the image centre.
+    """Projective transforms ``[B, 8]`` (output pixel -> input pixel) about the image centre.
 
-    Angles in radians, shifts in pixels, ``flip_*`` = +1 or -1. Composition as in Keras'
-    ``ImageDataGenerator``: rotation @ shear @ zoom (@ flip), then shift.
+    Parameters are ``[B]`` tensors or scalars (scalars give ``[1, 8]``). Angles in radians,
+    shifts in pixels, ``flip_*`` = +1 or -1. Composition as in Keras' ``ImageDataGenerator``:
+    rotation @ shear @ zoom (@ flip), then shift.
     """
     f32 = tf.float32
+    params = [rotation, shear, zoom_x, zoom_y, shift_x, shift_y, flip_x, flip_y]
+    rotation, shear, zoom_x, zoom_y, shift_x, shift_y, flip_x, flip_y = (
+        tf.reshape(tf.cast(v, f32), [-1]) for v in params
+    )
+    n = tf.reduce_max(tf.stack([tf.size(v) for v in params]))
     cos_r, sin_r = tf.cos(rotation), tf.sin(rotation)
-    rot = tf.stack([[cos_r, -sin_r], [sin_r, cos_r]])
-    shr = tf.stack([[tf.ones((), f32), -tf.sin(shear)], [tf.zeros((), f32), tf.cos(shear)]])
-    zoom = tf.stack([[zoom_x * flip_x, tf.zeros((), f32)], [tf.zeros((), f32), zoom_y * flip_y]])
-    a = rot @ shr @ zoom
+    sin_s, cos_s = tf.sin(shear), tf.cos(shear)
+    zx, zy = zoom_x * flip_x, zoom_y * flip_y
+    # rot @ shear = [[c, -c sin_s - s cos_s], [s, c cos_s - s sin_s]], then @ diag(zx, zy)
+    a00, a01 = cos_r * zx, (-cos_r * sin_s - sin_r * cos_s) * zy
+    a10, a11 = sin_r * zx, (cos_r * cos_s - sin_r * sin_s) * zy
     cx = (tf.cast(width, f32) - 1.0) / 2.0
     cy = (tf.cast(height, f32) - 1.0) / 2.0
-    a2 = cx + shift_x - (a[0, 0] * cx + a[0, 1] * cy)
-    b2 = cy + shift_y - (a[1, 0] * cx + a[1, 1] * cy)
-    zero = tf.zeros((), f32)
-    return tf.reshape(tf.stack([a[0, 0], a[0, 1], a2, a[1, 0], a[1, 1], b2, zero, zero]), [1, 8])
+    a2 = cx + shift_x - (a00 * cx + a01 * cy)
+    b2 = cy + shift_y - (a10 * cx + a11 * cy)
+    zero = tf.zeros([n], f32)
+    cols = [a00, a01, a2, a10, a11, b2, zero, zero]
+    return tf.stack([tf.broadcast_to(c, [n]) for c in cols], axis=1)
+
+
+def affine_source(transform: tf.Tensor, mode: str) -> Warp.source:
+    """The source-coordinate map of ``[B, 8]`` transforms (output -> input), folded by ``mode``."""
+
+    def source(keys, rows, cols, valid, h, w):
+        t = [tf.reshape(transform[:, i], [-1, 1, 1]) for i in range(6)]
+        src_cols = t[0] * cols + t[1] * rows + t[2]
+        src_rows = t[3] * cols + t[4] * rows + t[5]
+        src_rows, inside_r = fold(src_rows, h, mode)
+        src_cols, inside_c = fold(src_cols, w, mode)
+        if inside_r is not None:
+            valid = valid & inside_r & inside_c
+        return src_rows, src_cols, valid
+
+    return source
 
 
 def apply_transform(
@@ -110,29 +143,21 @@ def apply_transform(
     fill_value: float = 0.0,
     mask_fill_value: int = 0,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Apply one ``[1, 8]`` projective transform: image bilinear, mask nearest (int32 kept)."""
-    size = tf.shape(image)[:2]
-    mode = _FILL_MODES[fill_mode]
-    img = tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[None],
-        transforms=transform,
-        output_shape=size,
-        fill_value=tf.constant(fill_value, tf.float32),
-        interpolation="BILINEAR",
-        fill_mode=mode,
-    )[0]
-    msk = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.cast(mask, tf.int32)[None],
-        transforms=transform,
-        output_shape=size,
-        fill_value=tf.constant(float(mask_fill_value), tf.float32),
-        interpolation="NEAREST",
-        fill_mode=mode,
-    )[0]
-    return _keep_shape(img, image), _keep_shape(msk, mask)
+    """Apply ``[B, 8]`` projective transforms to a batch (or ``[1, 8]`` to one ``[H, W, C]``
+    sample): image bilinear, mask nearest (int32 kept)."""
+    single = image.shape.rank == 3
+    images, masks = (image[None], mask[None]) if single else (image, mask)
+    warp = Warp(
+        affine_source(tf.cast(transform, tf.float32), fill_mode),
+        constant=fill_mode == "constant",
+        fill_value=fill_value,
+        mask_fill_value=mask_fill_value,
+    )
+    img, msk = apply_warps([warp], [None], images, masks)
+    return (img[0], msk[0]) if single else (img, msk)
 
 
-def make_affine(cfg: Mapping | None = None) -> AugmentFn:
+def make_affine(cfg: Mapping | None = None) -> Warp:
     """Random rotation / shift / zoom / shear (/ flips) with ImageDataGenerator-style ranges."""
     where = "augmentation"
     prm = with_defaults(_to_dict(cfg), AFFINE_DEFAULTS, "augmentation(affine)")
@@ -152,110 +177,104 @@ def make_affine(cfg: Mapping | None = None) -> AugmentFn:
     mask_fill = int(_number(prm["mask_fill_value"], f"{where}.mask_fill_value", low=-math.inf))
     p = _probability(prm["p"], f"{where}.p")
 
-    def _shift(seed: tf.Tensor, rng: float, size: tf.Tensor) -> tf.Tensor:
+    def _shift(keys: tf.Tensor, rng: float, size: tf.Tensor) -> tf.Tensor:
         if rng == 0:
             return tf.zeros((), tf.float32)
         pixels = rng * tf.cast(size, tf.float32) if rng < 1 else tf.constant(rng, tf.float32)
-        return _uniform(seed, -1.0, 1.0) * pixels
+        return uniform(keys, -1.0, 1.0) * pixels
 
-    def _sign(seed: tf.Tensor, enabled: bool) -> tf.Tensor:
+    def _sign(keys: tf.Tensor, enabled: bool) -> tf.Tensor:
         if not enabled:
             return tf.ones((), tf.float32)
-        return tf.where(_coin(seed, 0.5), -1.0, 1.0)
+        return tf.where(coin(keys, 0.5), -1.0, 1.0)
 
-    def affine(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        s = _split(seed, 9)
-        h, w = tf.shape(image)[0], tf.shape(image)[1]
-        zoom_x = _uniform(s[2], zoom_lo, zoom_hi)
-        zoom_y = zoom_x if keep_aspect else _uniform(s[3], zoom_lo, zoom_hi)
+    def transforms(keys: tf.Tensor, h: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+        """The ``[B, 8]`` output -> input transforms of a batch (identity where p says no)."""
+        k = split_keys(keys, 9)
+        zoom_x = uniform(k[2], zoom_lo, zoom_hi)
+        zoom_y = zoom_x if keep_aspect else uniform(k[3], zoom_lo, zoom_hi)
         transform = affine_matrix(
             h,
             w,
-            rotation=_uniform(s[0], -rot, rot),
-            shear=_uniform(s[1], -shear, shear),
+            rotation=uniform(k[0], -rot, rot),
+            shear=uniform(k[1], -shear, shear),
             zoom_x=zoom_x,
             zoom_y=zoom_y,
-            shift_x=_shift(s[4], wshift, w),
-            shift_y=_shift(s[5], hshift, h),
-            flip_x=_sign(s[6], hflip),
-            flip_y=_sign(s[7], vflip),
+            shift_x=_shift(k[4], wshift, w),
+            shift_y=_shift(k[5], hshift, h),
+            flip_x=_sign(k[6], hflip),
+            flip_y=_sign(k[7], vflip),
         )
         if p < 1.0:
             identity = tf.constant([[1, 0, 0, 0, 1, 0, 0, 0]], tf.float32)
-            transform = tf.where(_coin(s[8], p), transform, identity)
-        return apply_transform(
-            image,
-            mask,
-            transform,
-            fill_mode=fill_mode,
-            fill_value=fill_value,
-            mask_fill_value=mask_fill,
-        )
+            transform = tf.where(coin(k[8], p)[:, None], transform, identity)
+        return transform
 
-    return affine
+    def source(keys, rows, cols, valid, h, w):
+        return affine_source(transforms(keys, h, w), fill_mode)(keys, rows, cols, valid, h, w)
+
+    return Warp(
+        source,
+        constant=fill_mode == "constant",
+        fill_value=fill_value,
+        mask_fill_value=mask_fill,
+    )
 
 
 # ------------------------------------------------------------------------------------ elastic
-def _mirror(coord: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
-    """Mirror continuous coordinates into ``[0, size - 1]`` (… c b | a b c d | c b …)."""
-    last = tf.cast(size - 1, tf.float32)
-    period = tf.maximum(2.0 * last, 1.0)
-    c = tf.math.floormod(coord, period)
-    c = tf.where(c > last, period - c, c)
-    return tf.clip_by_value(c, 0.0, last)
+def coarse_grid(keys: tf.Tensor, grid: tuple[int, int], sigma: float) -> tf.Tensor:
+    """The random ``[B, rows, cols, 2]`` (dy, dx) displacement vectors, N(0, sigma) pixels."""
+    return tf.reshape(normal(keys, grid[0] * grid[1] * 2, sigma), [-1, grid[0], grid[1], 2])
+
+
+def upsample_matrix(n_out: int, n_in: int, interpolation: str = "bicubic") -> np.ndarray:
+    """``[n_out, n_in]`` weights resampling ``n_in`` grid points to ``n_out`` pixels with the
+    end points on the first and last pixel (align_corners): linear, or Keys' cubic convolution
+    (a = -0.5, edge values repeated). Each row sums to 1; at a grid node it picks that node."""
+    pos = np.arange(n_out) * (n_in - 1) / max(n_out - 1, 1)
+    weights = np.zeros((n_out, n_in))
+    base = np.floor(pos).astype(int)
+    frac = pos - base
+    if interpolation == "bilinear":
+        taps = {0: 1 - frac, 1: frac}
+    else:
+        a = -0.5
+
+        def keys(t: np.ndarray) -> np.ndarray:
+            t = np.abs(t)
+            near = ((a + 2) * t - (a + 3)) * t * t + 1
+            far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+            return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
+
+        taps = {k: keys(frac - k) for k in (-1, 0, 1, 2)}
+    for k, w in taps.items():
+        np.add.at(weights, (np.arange(n_out), np.clip(base + k, 0, n_in - 1)), w)
+    return weights.astype(np.float32)
 
 
 def displacement_field(
-    seed: tf.Tensor,
-    height: tf.Tensor,
-    width: tf.Tensor,
+    keys: tf.Tensor,
+    height: int,
+    width: int,
     *,
     grid: tuple[int, int],
     sigma: float,
     interpolation: str = "bicubic",
 ) -> tf.Tensor:
-    """Smooth ``[H, W, 2]`` (dy, dx) field: N(0, sigma) vectors on a coarse grid, upsampled.
-
-    Grid points sit on the image corners/edges (align_corners), as in the U-Net paper.
-    """
-    coarse = tf.random.stateless_normal((1, grid[0], grid[1], 2), seed=seed, stddev=sigma)
-    size = tf.stack([height, width])
-    if interpolation == "bicubic":
-        field = tf.raw_ops.ResizeBicubic(images=coarse, size=size, align_corners=True)
-    else:
-        field = tf.raw_ops.ResizeBilinear(images=coarse, size=size, align_corners=True)
-    return field[0]
-
-
-def remap(
-    image: tf.Tensor, mask: tf.Tensor, rows: tf.Tensor, cols: tf.Tensor
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Sample image (bilinear) and mask (nearest) at source coordinates ``rows``/``cols`` [H, W].
-
-    Coordinates outside the image are mirrored back inside.
-    """
-    h, w = tf.shape(image)[0], tf.shape(image)[1]
-    channels = tf.shape(image)[2]
-    rows, cols = _mirror(rows, h), _mirror(cols, w)
-    flat_img = tf.reshape(image, [-1, channels])
-    r0, c0 = tf.floor(rows), tf.floor(cols)
-    wr, wc = (rows - r0)[..., None], (cols - c0)[..., None]
-    r0i, c0i = tf.cast(r0, tf.int32), tf.cast(c0, tf.int32)
-    r1i, c1i = tf.minimum(r0i + 1, h - 1), tf.minimum(c0i + 1, w - 1)
-
-    def at(r: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
-        return tf.gather(flat_img, r * w + c)
-
-    top = at(r0i, c0i) * (1.0 - wc) + at(r0i, c1i) * wc
-    bottom = at(r1i, c0i) * (1.0 - wc) + at(r1i, c1i) * wc
-    img = top * (1.0 - wr) + bottom * wr
-    rn = tf.clip_by_value(tf.cast(tf.round(rows), tf.int32), 0, h - 1)
-    cn = tf.clip_by_value(tf.cast(tf.round(cols), tf.int32), 0, w - 1)
-    msk = tf.gather(tf.reshape(tf.cast(mask, tf.int32), [-1, tf.shape(mask)[2]]), rn * w + cn)
-    return _keep_shape(img, image), _keep_shape(msk, mask)
+    """Smooth ``[B, H, W, 2]`` (dy, dx) fields: :func:`coarse_grid` upsampled separably (two
+    small matrix products; grid points on the image corners/edges, as in the U-Net paper)."""
+    if not isinstance(height, int) or not isinstance(width, int):
+        raise ConfigError(
+            "augmentation(elastic): needs images of one known size in the pipeline, got "
+            f"{height} x {width}; set dataset.image_size"
+        )
+    coarse = coarse_grid(keys, grid, sigma)
+    rows = tf.constant(upsample_matrix(int(height), grid[0], interpolation))
+    cols = tf.constant(upsample_matrix(int(width), grid[1], interpolation))
+    return tf.einsum("hi,bijc,wj->bhwc", rows, coarse, cols)
 
 
-def make_elastic(cfg: Mapping | None = None) -> AugmentFn:
+def make_elastic(cfg: Mapping | None = None) -> Warp:
     """U-Net paper elastic deformation: coarse-grid random displacements, smooth per pixel."""
     where = "augmentation"
     prm = with_defaults(_to_dict(cfg), ELASTIC_DEFAULTS, "augmentation(elastic)")
@@ -271,17 +290,16 @@ def make_elastic(cfg: Mapping | None = None) -> AugmentFn:
         )
     p = _probability(prm["p"], f"{where}.p")
 
-    def elastic(image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        s_field, s_apply = _split(seed, 2)
-        h, w = tf.shape(image)[0], tf.shape(image)[1]
+    def source(keys, rows, cols, valid, h, w):
+        k_field, k_apply = split_keys(keys, 2)
         field = displacement_field(
-            s_field, h, w, grid=grid, sigma=sigma, interpolation=interpolation
+            k_field, h, w, grid=grid, sigma=sigma, interpolation=interpolation
         )
         if p < 1.0:
-            field = field * tf.cast(_coin(s_apply, p), tf.float32)
-        rr, cc = tf.meshgrid(
-            tf.range(h, dtype=tf.float32), tf.range(w, dtype=tf.float32), indexing="ij"
-        )
-        return remap(image, mask, rr + field[..., 0], cc + field[..., 1])
+            field = field * tf.reshape(tf.cast(coin(k_apply, p), tf.float32), [-1, 1, 1, 1])
+        # the field is defined on the output pixel grid, which is what rows/cols are here
+        src_rows, _ = fold(rows + field[..., 0], h, "mirror")
+        src_cols, _ = fold(cols + field[..., 1], w, "mirror")
+        return src_rows, src_cols, valid
 
-    return elastic
+    return Warp(source, grid_input=True)

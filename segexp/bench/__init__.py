@@ -15,8 +15,10 @@ Warm-up epochs are excluded; every variant runs full passes over the same traini
 Also measured: peak resident memory per variant (VmHWM, reset between variants), model FLOPs
 per image (analytical, Conv2D / Conv2DTranspose / Dense), a matmul and a conv2d peak on this
 machine, and the peak memory of an in-memory versus a streamed (files, cache off) data set,
-each in its own subprocess. Run ``segexp-bench [overrides]``; settings under ``bench:`` in
-``conf/bench.yaml``.
+each in its own subprocess. ``bench.models`` runs several model presets in one command and adds
+one augmentation table: the input pipeline alone (segexp against the Python loop) and training
+with against without each augmentation. Run ``segexp-bench [overrides]``; settings under
+``bench:`` in ``conf/bench.yaml``.
 
 Modules: :mod:`.measure` (memory, FLOPs, machine peaks), :mod:`.python_baseline` (variant c's
 augmentation), :mod:`.variants` (the three variants), :mod:`.memory` (in-memory vs streamed

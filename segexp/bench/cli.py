@@ -14,14 +14,38 @@ from omegaconf import DictConfig
 
 from segexp.bench.measure import machine_info, measure_peaks
 from segexp.bench.memory import memory_probe
-from segexp.bench.report import render, targets
+from segexp.bench.report import augmentation_summary, render, render_augmentation, targets
 from segexp.bench.variants import Bench, aug_config
 from segexp.config import CONF_DIR
 from segexp.errors import ConfigError, SegexpError
 
 
-def run_bench(cfg: DictConfig, command: str = "segexp-bench") -> dict[str, Any]:
-    """Run every variant of ``cfg.bench`` and write the Markdown table; returns the report."""
+def run_bench(
+    cfg: DictConfig, command: str = "segexp-bench", model_cfgs: list[DictConfig] | None = None
+) -> dict[str, Any]:
+    """Run every variant of ``cfg.bench`` for each model (``model_cfgs``: the composed config
+    of each ``bench.models`` entry; default the run's own) and write the Markdown tables;
+    returns the report (the first model's, with ``models``: every model's)."""
+    started = time.perf_counter()
+    reports = [
+        _bench_model(mcfg, command, memory=i == 0) for i, mcfg in enumerate(model_cfgs or [cfg])
+    ]
+    report = {**reports[0], "models": reports}
+    report["augmentation"] = augmentation_summary(reports)
+    report["total_s"] = time.perf_counter() - started
+    text = "\n".join(render(r) for r in reports) + render_augmentation(report)
+    output = cfg.bench.get("output")
+    if output:
+        path = Path(str(output))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        report["output"] = str(path)
+    print(text, flush=True)
+    return report
+
+
+def _bench_model(cfg: DictConfig, command: str, memory: bool) -> dict[str, Any]:
+    """Every variant of ``cfg.bench`` for ``cfg.model``: the report of one model."""
     import tempfile
 
     started = time.perf_counter()
@@ -42,19 +66,22 @@ def run_bench(cfg: DictConfig, command: str = "segexp-bench") -> dict[str, Any]:
         rounds = int(bcfg.get("rounds", 1))
         if rounds < 1:
             raise ConfigError(f"bench.rounds={rounds}: expected at least 1")
-        for scenario in scenarios:
-            aug = aug_config(cfg, scenario)
-            for r in range(1, rounds + 1):
-                rows += _round(bench, scenario, aug, r)
+        baselines = bool(bcfg.get("baselines", True))
+        # round by round, so that each augmentation's run sits next to the one without it
+        for r in range(1, rounds + 1):
+            for scenario in scenarios:
+                rows += _round(bench, scenario, aug_config(cfg, scenario), r, baselines)
+        order = {s: i for i, s in enumerate(scenarios)}
+        rows.sort(key=lambda row: (order[row["result"].scenario], row["result"].round))
         # With augmentation, (a) against the plain fit without it: what augmenting costs.
         plain = [row["result"].images_per_sec for row in rows if row["result"].variant[0] == "b"]
         for row in rows:
-            if row["result"].variant[0] == "a" and row["result"].scenario != "none":
+            if plain and row["result"].variant[0] == "a" and row["result"].scenario != "none":
                 row["a_b"] = row["result"].images_per_sec / (sum(plain) / len(plain))
-        memory = []
-        if bool(bcfg.memory.enabled):
+        memory_rows: list[dict[str, Any]] = []
+        if memory and bool(bcfg.memory.enabled):
             size = bcfg.memory.get("image_size")
-            memory = memory_probe(
+            memory_rows = memory_probe(
                 bench,
                 int(bcfg.memory.num_images),
                 workdir,
@@ -84,7 +111,7 @@ def run_bench(cfg: DictConfig, command: str = "segexp-bench") -> dict[str, Any]:
         "validation": bench.validation,
         "rows": rows,
         "targets": targets(rows),
-        "memory": memory,
+        "memory": memory_rows,
         "memory_note": (
             f"{int(bcfg.memory.num_images)} single-channel images of "
             f"{'x'.join(str(v) for v in (bcfg.memory.get('image_size') or bench.shape[:2]))}, "
@@ -95,41 +122,58 @@ def run_bench(cfg: DictConfig, command: str = "segexp-bench") -> dict[str, Any]:
         ),
     }
     report["total_s"] = time.perf_counter() - started
-    text = render(report)
-    output = bcfg.get("output")
-    if output:
-        path = Path(str(output))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        report["output"] = str(path)
-    print(text, flush=True)
     return report
 
 
-def _round(bench: Bench, scenario: str, aug: DictConfig, number: int) -> list[dict[str, Any]]:
+def _round(
+    bench: Bench, scenario: str, aug: DictConfig, number: int, baselines: bool = True
+) -> list[dict[str, Any]]:
     """(a) and its baseline, (b) without augmentation or (c) with it, one after the other; even
     rounds run the baseline first, so a machine that speeds up or slows down during the
-    benchmark favours neither."""
+    benchmark favours neither. Without ``baselines`` only (a) trains, and for an augmentation
+    the Python loop's pipeline alone is measured beside it."""
     run_a = partial(bench.run_segexp, scenario, aug)
     if scenario == "none":
         run_base, key = partial(bench.run_keras, scenario), "a_b"
     else:
         run_base, key = partial(bench.run_python, scenario, aug), "a_c"
+    if not baselines:
+        run_base = (lambda: None) if scenario == "none" else partial(_python_rate, bench, aug)
     if number % 2:
         a, base = run_a(), run_base()
     else:
         base, a = run_base(), run_a()
     for result in (a, base):
-        if result is not None:
+        if result is not None and not isinstance(result, float):
             result.round = number
             print(
-                f"segexp-bench: {scenario} round {number} ({result.variant}) "
-                f"{result.images_per_sec:.1f} images/s",
+                f"segexp-bench: {bench.cfg.model.name} {scenario} round {number} "
+                f"({result.variant}) {result.images_per_sec:.1f} images/s",
                 flush=True,
             )
-    if base is None:  # no Python baseline for this augmentation
+    if isinstance(base, float):  # the Python loop's pipeline alone, no training
+        return [{"result": a, "python_pipeline": base}]
+    if base is None:  # no baseline for this augmentation, or baselines off
         return [{"result": a}]
-    return [{"result": a, key: a.images_per_sec / base.images_per_sec}, {"result": base}]
+    row = {"result": a, key: a.images_per_sec / base.images_per_sec}
+    return [{**row, "python_pipeline": base.pipeline_images_per_sec}, {"result": base}]
+
+
+def _python_rate(bench: Bench, aug: DictConfig) -> float | None:
+    return bench.python_pipeline_rate(aug)
+
+
+def _model_configs(cfg: DictConfig) -> list[DictConfig] | None:
+    """The composed config of each ``bench.models`` entry (the command's other overrides
+    kept), or None for the run's own model."""
+    models = [str(m) for m in cfg.bench.get("models") or []]
+    if not models:
+        return None
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+
+    task = [o for o in HydraConfig.get().overrides.task if not o.startswith("model=")]
+    return [compose(config_name="bench", overrides=[*task, f"model={m}"]) for m in models]
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")
@@ -139,7 +183,8 @@ def main(cfg: DictConfig) -> None:
 
     import_tensorflow(bool(cfg.get("verbose", False)))  # its start-up lines only if verbose=true
     try:
-        run_bench(cfg, command=" ".join(["segexp-bench", *sys.argv[1:]]))
+        command = " ".join(["segexp-bench", *sys.argv[1:]])
+        run_bench(cfg, command=command, model_cfgs=_model_configs(cfg))
     except SegexpError as err:
         if os.environ.get("SEGEXP_TRACEBACK"):
             raise

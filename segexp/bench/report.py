@@ -111,3 +111,90 @@ def render(report: dict[str, Any]) -> str:
             )
     lines += ["", f"Total benchmark time: {report['total_s']:.0f} s.", ""]
     return "\n".join(lines)
+
+
+def augmentation_summary(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model and augmentation: the input pipeline alone (segexp against the Python loop)
+    and training with against without augmentation; each ratio is the mean of the rounds'
+    ratios (pairs measured next to each other), each round's value kept."""
+    summary = []
+    for report in reports:
+        a_rows = [row for row in report["rows"] if row["result"].variant.startswith("a")]
+        plain = {
+            row["result"].round: row["result"] for row in a_rows if row["result"].scenario == "none"
+        }
+        for scenario in dict.fromkeys(row["result"].scenario for row in a_rows):
+            if scenario == "none":
+                continue
+            mine = [row for row in a_rows if row["result"].scenario == scenario]
+            pipe = [
+                (row["result"].pipeline_images_per_sec, row["python_pipeline"])
+                for row in mine
+                if row.get("python_pipeline")
+            ]
+            train = [
+                (row["result"].images_per_sec, plain[row["result"].round].images_per_sec)
+                for row in mine
+                if row["result"].round in plain
+            ]
+            summary.append(
+                {
+                    "model": report["model"]["name"],
+                    "input": report["model"]["input"],
+                    "augmentation": scenario,
+                    "pipeline": pipe,
+                    "training": train,
+                }
+            )
+    return summary
+
+
+def _ratio_cell(pairs: list[tuple[float, float]]) -> tuple[str, float | None]:
+    if not pairs:
+        return "n/a", None
+    ratios = [a / b for a, b in pairs]
+    mean = sum(ratios) / len(ratios)
+    return f"{mean:.2f} ({', '.join(f'{r:.2f}' for r in ratios)})", mean
+
+
+def render_augmentation(report: dict[str, Any]) -> str:
+    """The side-by-side augmentation table of every model, with its targets."""
+    summary = report.get("augmentation") or []
+    if not summary:
+        return ""
+    lines = [
+        "",
+        "# Augmentation: input pipeline alone and training, per model",
+        "",
+        "Pipeline alone: images/s of the training stream with no model, in steady state (one "
+        "iterator over many epochs, the first untimed). Training: segexp's images/s with the "
+        "augmentation over the same without it, from the same round.",
+        "",
+        "| model | input | augmentation | segexp pipeline images/s | Python loop images/s "
+        "| pipeline ratio | >= 2 | training images/s aug / none | training ratio | >= 0.9 |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|---|",
+    ]
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    for s in summary:
+        pipe, pipe_mean = _ratio_cell(s["pipeline"])
+        train, train_mean = _ratio_cell(s["training"])
+        seg = f"{mean([a for a, _ in s['pipeline']]):.0f}" if s["pipeline"] else "n/a"
+        py = f"{mean([b for _, b in s['pipeline']]):.0f}" if s["pipeline"] else "n/a"
+        rates = (
+            f"{mean([a for a, _ in s['training']]):.1f} / {mean([b for _, b in s['training']]):.1f}"
+            if s["training"]
+            else "n/a"
+        )
+        lines.append(
+            f"| {s['model']} | {s['input']} | {s['augmentation']} | {seg} | {py} | {pipe} "
+            f"| {_met(pipe_mean, 2.0)} | {rates} | {train} | {_met(train_mean, 0.9)} |"
+        )
+    lines += ["", f"Total benchmark time: {report['total_s']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def _met(value: float | None, goal: float) -> str:
+    return "n/a" if value is None else ("yes" if value >= goal else "no")

@@ -131,14 +131,19 @@ class Result:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def pipeline_rate(make_iter: Any, images: int, min_seconds: float = 1.0) -> float:
-    """Images/s of an input pipeline alone: one untimed pass, then passes for ``min_seconds``."""
-    for _ in make_iter():
-        pass
+def pipeline_rate(batches: Any, steps: int, images: int, min_seconds: float = 1.0) -> float:
+    """Images/s of an input pipeline alone, in steady state: ``batches`` is one iterator over
+    many epochs of ``steps`` batches (``images`` images) each, as ``model.fit`` consumes it;
+    the first epoch (iterator start-up, tracing and compilation) is not timed."""
+
+    def epoch() -> None:
+        for _ in range(steps):
+            next(batches)
+
+    epoch()
     passes, t0 = 0, time.perf_counter()
     while passes == 0 or time.perf_counter() - t0 < min_seconds:
-        for _ in make_iter():
-            pass
+        epoch()
         passes += 1
     return passes * images / (time.perf_counter() - t0)
 
@@ -356,10 +361,10 @@ class Bench:
             raise
         client.set_terminated(run_id)
         peak = peak_rss_mb()
-        one_epoch = build_datasets(
-            cfg, self.source, model, batch_size=self.batch_size, epochs=1, augmentation=aug_cfg
+        stream = build_datasets(
+            cfg, self.source, model, batch_size=self.batch_size, epochs=10**6, augmentation=aug_cfg
         )["train"]
-        rate = pipeline_rate(lambda: iter(one_epoch), self.n_train)
+        rate = pipeline_rate(iter(stream), self.steps, self.n_train)
         w = self.warmup
         total = sum(timer.epoch_seconds[w:])
         cb = [b - a for a, b in zip([0.0, *per_epoch_callbacks], per_epoch_callbacks, strict=False)]
@@ -399,8 +404,19 @@ class Bench:
         )
         return self._result(scenario, "b: keras", timer, peak_rss_mb())
 
-    def run_python(self, scenario: str, aug_cfg: DictConfig) -> Result | None:
-        """(c) ImageDataGenerator-like SciPy augmentation in a Python ``PyDataset``."""
+    def python_pipeline_rate(self, aug_cfg: DictConfig) -> float | None:
+        """Images/s of (c)'s Python augmentation loop alone (None: no baseline for it)."""
+        data = self._python_data(aug_cfg)
+        if data is None:
+            return None
+
+        def batches() -> Any:  # one thread, in order: Keras 2's Sequence with workers=1
+            while True:
+                yield from (data[i] for i in range(len(data)))
+
+        return pipeline_rate(batches(), len(data), self.n_train)
+
+    def _python_data(self, aug_cfg: DictConfig) -> Any:
         from segexp.augment import AFFINE_DEFAULTS, ELASTIC_DEFAULTS, FLIP_DEFAULTS
 
         kind = str(aug_cfg.name)
@@ -408,10 +424,7 @@ class Bench:
         if kind not in defaults:
             return None
         prm = {**defaults[kind], **OmegaConf.to_container(aug_cfg, resolve=True)}
-        reset_peak_rss()
-        model = self.model()
-        timer = _make_timer()()
-        data = python_dataset(
+        return python_dataset(
             self.x_train,
             self.y_train,
             self.batch_size,
@@ -421,12 +434,16 @@ class Bench:
             self.crop,
             self.target,
         )
-        val = (self.x_val, self._targets(self.y_val, self.x_val))
-        self._fit(model, data, [timer], val)
+
+    def run_python(self, scenario: str, aug_cfg: DictConfig) -> Result | None:
+        """(c) ImageDataGenerator-like SciPy augmentation in a Python ``PyDataset``."""
+        data = self._python_data(aug_cfg)
+        if data is None:
+            return None
+        reset_peak_rss()
+        model = self.model()
+        timer = _make_timer()()
+        self._fit(model, data, [timer], (self.x_val, self._targets(self.y_val, self.x_val)))
         peak = peak_rss_mb()
-
-        def batches() -> Any:  # one thread, in order: Keras 2's Sequence with workers=1
-            return (data[i] for i in range(len(data)))
-
-        rate = pipeline_rate(batches, self.n_train)
+        rate = self.python_pipeline_rate(aug_cfg)
         return self._result(scenario, "c: python aug", timer, peak, pipeline_images_per_sec=rate)

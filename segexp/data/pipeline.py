@@ -96,12 +96,20 @@ def make_dataset(
             batches = int(steps_per_epoch) if steps_per_epoch else -(-size // int(batch_size))
             total = batches * max(0, int(epochs) - int(initial_epoch))
             stream = stream.apply(tf.data.experimental.assert_cardinality(total))
-        return stream.prefetch(AUTOTUNE)
+        return stream.prefetch(AUTOTUNE).with_options(_threading())
     return (
         _finish(ds, sample_weight_fn, mask_crop, target, input_scale)
         .batch(batch_size)
         .prefetch(AUTOTUNE)
     )
+
+
+def _threading() -> tf.data.Options:
+    """Ops inside the input pipeline run single-threaded: the pipeline's parallelism comes
+    from its parallel maps, and the training step keeps the intra-op threads to itself."""
+    options = tf.data.Options()
+    options.threading.max_intra_op_parallelism = 1
+    return options
 
 
 def epoch_seeds(seed: int, epoch: tf.Tensor | int) -> tf.Tensor:
@@ -146,12 +154,36 @@ def epoch_stream(
             .take(int(steps_per_epoch) * int(batch_size))
         )
     if augment is not None:
-        ds = ds.enumerate().map(
-            lambda i, pair: augment(pair[0], pair[1], tf.stack([keys[1], tf.cast(i, tf.int64)])),
+        ds = _augmented(ds.enumerate(), augment, keys[1], batch_size)
+    return ds
+
+
+def _augmented(
+    indexed: tf.data.Dataset, augment: Callable, key: tf.Tensor, batch_size: int
+) -> tf.data.Dataset:
+    """Augment ``(position, (image, mask))`` elements with the seed ``[key, position]`` each.
+
+    An augmentation with a ``batch(images, masks, seeds)`` method (:class:`segexp.augment.
+    Augment`) runs once per batch of ``batch_size`` elements: one batched op per step instead
+    of a graph per sample, and each sample's result is the same as alone.
+    """
+    batched = getattr(augment, "batch", None)
+    if batched is None:
+        return indexed.map(
+            lambda i, pair: augment(pair[0], pair[1], tf.stack([key, tf.cast(i, tf.int64)])),
             num_parallel_calls=AUTOTUNE,
             deterministic=True,
         )
-    return ds
+
+    def apply(i: tf.Tensor, pair: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        i = tf.cast(i, tf.int64)
+        return batched(pair[0], pair[1], tf.stack([tf.fill(tf.shape(i), key), i], axis=1))
+
+    return (
+        indexed.batch(int(batch_size))
+        .map(apply, num_parallel_calls=AUTOTUNE, deterministic=True)
+        .unbatch()
+    )
 
 
 def _finish(
