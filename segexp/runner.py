@@ -102,11 +102,20 @@ def _objective(cfg: DictConfig, summary: dict[str, float]) -> float | None:
     return None if value is None else float(value)
 
 
+def _check_weights_choice(cfg: DictConfig) -> None:
+    """``trainer.evaluate_weights`` and EarlyStopping's ``restore_best_weights`` agree (a
+    one-line ConfigError before any MLflow run exists)."""
+    from segexp.callbacks import restore_best_weights
+
+    restore_best_weights(cfg.trainer)
+
+
 def train(cfg: DictConfig) -> float | None:
     """Run one job described by ``cfg``; returns the configured objective metric."""
     output_dir, overrides = _hydra_context()
     _mask_hydra_files()
     check_integers(cfg)
+    _check_weights_choice(cfg)
     tracking.check_store(str(cfg.tracking.uri))
     resume: checkpoint.Resume | None = None
     if cfg.get("resume"):

@@ -1,4 +1,4 @@
-"""Issue 4 "Done when": every bad input of point 3 (root missing, unpaired files, a corrupt
+"""Every bad input (root missing, unpaired files, a corrupt
 file, mask values outside the class map, image/mask size mismatch) stops `segexp-train` with
 exit code 2 and one last stderr line ``segexp-train: error: ...`` naming the file/value, and
 no traceback; ``dataset.skip_bad=true`` instead trains and counts the skipped samples.
@@ -99,6 +99,14 @@ BAD: dict[str, Callable[[Path], tuple[list[str], list[str]]]] = {
     "mask_values": _bad_values,
     "size_mismatch": _size_mismatch,
     "ignore_mapped_to_class": _ignore_mapped_to_class,
+    "evaluate_weights": lambda _tmp: (
+        ["trainer.evaluate_weights=bogus"],
+        ["trainer.evaluate_weights='bogus': expected best or last"],
+    ),
+    "restore_contradicts_evaluate": lambda _tmp: (
+        ["trainer.evaluate_weights=last", "trainer.early_stopping.restore_best_weights=true"],
+        ["restore_best_weights=true contradicts trainer.evaluate_weights=last"],
+    ),
 }
 
 
