@@ -135,13 +135,11 @@ def _leave_logging_alone(monkeypatch) -> None:
     monkeypatch.setattr("hydra._internal.hydra.configure_log", lambda *a, **k: None)
 
 
-def run_main(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    """Run the `segexp-train` Hydra app in-process; (exit code, stdout, stderr)."""
+def _run_app(main, prog: str, args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run a Hydra app's console entry point in-process; (exit code, stdout, stderr)."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from segexp.train import main
-
-    monkeypatch.setattr(sys, "argv", ["segexp-train", *args])
+    monkeypatch.setattr(sys, "argv", [prog, *args])
     _leave_logging_alone(monkeypatch)
     code = 0
     try:
@@ -152,6 +150,13 @@ def run_main(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
         GlobalHydra.instance().clear()
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def run_main(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run the `segexp-train` Hydra app in-process; (exit code, stdout, stderr)."""
+    from segexp.train import main
+
+    return _run_app(main, "segexp-train", args, monkeypatch, capsys)
 
 
 def assert_one_line_error(code: int, stderr: str, expected: list[str]) -> None:
@@ -339,22 +344,10 @@ def test_tensorflow_start_up_is_quiet_unless_verbose(verbose):
 
 
 def _preview(args: list[str], monkeypatch, capsys, cwd: Path) -> tuple[int, str, str]:
-    from hydra.core.global_hydra import GlobalHydra
-
     from segexp.preview import main
 
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", ["segexp-preview", *args])
-    _leave_logging_alone(monkeypatch)
-    code = 0
-    try:
-        main()
-    except SystemExit as err:
-        code = int(err.code or 0)
-    finally:
-        GlobalHydra.instance().clear()
-    out, err = capsys.readouterr()
-    return code, out, err
+    return _run_app(main, "segexp-preview", args, monkeypatch, capsys)
 
 
 TINY_PREVIEW = ["dataset.num_images=12", "dataset.image_size=[16,16]", "preview.n=2"]
