@@ -1,4 +1,4 @@
-"""Issue 4 "Done when": every dataset preset trains one epoch from files on disk, through the
+"""Every dataset preset trains one epoch from files on disk, through the
 real training path (`segexp.runner.train` on a Hydra-composed config), and logs its lineage
 (tags dataset.*, class_frequency_* metrics, the MLflow dataset input, the preview artifact).
 

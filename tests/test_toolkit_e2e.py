@@ -1,4 +1,4 @@
-"""Issue 5 "Done when": every `augmentation=`, `loss=` and `optimizer=` option (the YAML files
+"""Every `augmentation=`, `loss=` and `optimizer=` option (the YAML files
 in conf/) trains one epoch on the synthetic data through `segexp.runner.train`, with a finite
 logged loss and the learning rate logged; losses in both binary and trimap mode.
 
