@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -76,3 +79,61 @@ def steps_of(client: MlflowClient, run_id: str, key: str) -> list[int]:
 
 def history(client: MlflowClient, run_id: str, key: str) -> list[float]:
     return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_mlflow_server(
+    backend_uri: str,
+    log_path: Path,
+    port: int,
+    *,
+    artifacts: Path | None = None,
+    cwd: Path | None = None,
+    own_group: bool = False,
+    timeout: float = 120,
+) -> subprocess.Popen:
+    """``mlflow server`` (one worker) on 127.0.0.1:``port``, returned once ``/health`` answers;
+    its output is appended to ``log_path``. ``own_group`` starts it in its own process group, so
+    that signalling the group reaches its workers. Fails with the log's tail if it does not
+    start."""
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--workers", "1", "--backend-store-uri", backend_uri]
+    if artifacts is not None:
+        cmd += ["--serve-artifacts", "--artifacts-destination", str(artifacts)]
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=own_group
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_server(proc, own_group=own_group)
+            raise AssertionError("mlflow server did not start:\n" + log_path.read_text()[-3000:])
+        time.sleep(0.3)
+
+
+def stop_server(proc: subprocess.Popen, *, own_group: bool = False, timeout: float = 30) -> None:
+    """SIGTERM (to its process group when it has one), then SIGKILL after ``timeout``."""
+    if proc.poll() is not None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig) if own_group else proc.send_signal(sig)
+            proc.wait(timeout=timeout)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -22,6 +22,7 @@ from PIL import Image
 
 from tests import fixtures_data as fx
 from tests._e2e import ONE_EPOCH
+from tests._runs import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -229,14 +230,6 @@ def test_skip_bad_trains_and_counts_skipped(tmp_path, monkeypatch, capsys, caplo
 
 
 # ------------------------------------------------------------ checks before TensorFlow starts
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _main_without_tensorflow(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """`segexp-train <args>` in a fresh interpreter that reports whether TensorFlow (or MLflow)
     was imported: ``exit <code> tf=<bool> mlflow=<bool>`` on stdout."""
@@ -256,7 +249,7 @@ def _main_without_tensorflow(args: list[str], cwd: Path) -> subprocess.Completed
 
 
 def test_unreachable_server_fails_with_one_line_before_tensorflow_and_mlflow(tmp_path):
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     proc = _main_without_tensorflow([f"tracking.uri={uri}"], tmp_path)
     assert proc.stdout.strip() == "exit 2 tf=False mlflow=False", proc.stderr[-2000:]
     (line,) = proc.stderr.strip().splitlines()

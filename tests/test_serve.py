@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,12 +18,7 @@ import numpy as np
 
 from segexp.inference import call_model
 from tests._e2e import ONE_EPOCH, train_run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests._runs import free_port
 
 
 def post_json(url: str, payload: dict, timeout: float = 60) -> dict:

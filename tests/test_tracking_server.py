@@ -4,76 +4,34 @@ never be logged), an unreachable server, and parallel writers on one SQLite file
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from segexp import tracking
 from segexp.errors import ConfigError, TrackingError
-from tests._runs import only_run, run_cli, steps_of
+from tests._runs import free_port, only_run, run_cli, start_mlflow_server, steps_of, stop_server
 from tests.conftest import TINY
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 def server(tmp_path):
     """``mlflow server`` on 127.0.0.1 with its own SQLite store and artifact folder."""
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path}/srv.db",
-            "--artifacts-destination",
-            str(tmp_path / "art"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    port = free_port()
+    proc = start_mlflow_server(
+        f"sqlite:///{tmp_path}/srv.db",
+        tmp_path / "server.log",
+        port,
+        artifacts=tmp_path / "art",
         cwd=tmp_path,
+        timeout=90,
     )
-    deadline = time.monotonic() + 90
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    "mlflow server did not start:\n" + (tmp_path / "server.log").read_text()[-3000:]
-                )
-            time.sleep(0.3)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_server(proc, timeout=20)
 
 
 @pytest.mark.slow

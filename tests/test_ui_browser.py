@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests._runs import free_port, start_mlflow_server, stop_server
 from tests.test_sweep import multirun, sweep_runs
 
 CHROMIUM = shutil.which("chromium")
@@ -42,42 +38,18 @@ FLAGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def ui_server(tmp_path):
     """A finished sweep over model.batchnorm (2 children) and an MLflow server on its store."""
     multirun(tmp_path, "model.batchnorm=false,true", "trainer.epochs=1")
-    port = _free_port()
-    cmd = [
-        *(sys.executable, "-m", "mlflow", "server"),
-        *("--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db"),
-        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
-    ]
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    port = free_port()
+    server = start_mlflow_server(
+        f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "server.log", port, cwd=tmp_path
+    )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:  # noqa: S310
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((tmp_path / "server.log").read_text()[-3000:])
-            time.sleep(0.5)
-        yield url, tmp_path
+        yield f"http://127.0.0.1:{port}", tmp_path
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+        stop_server(server)
 
 
 def _browser(profile: Path):

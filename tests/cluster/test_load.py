@@ -6,15 +6,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from tests._runs import EPOCH_KEYS, ROOT, steps_of, wait_for_epoch
+from tests._runs import (
+    EPOCH_KEYS,
+    ROOT,
+    free_port,
+    start_mlflow_server,
+    steps_of,
+    stop_server,
+    wait_for_epoch,
+)
 from tests.cluster._cluster import (
     artifact_paths,
     default_runs,
@@ -94,45 +99,14 @@ def test_eight_parallel_jobs_into_a_new_experiment_in_one_sqlite_file(tmp_path):
 
 
 def _start_server(port: int, log: Path, artifacts: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            os.environ["SEGEXP_CLUSTER_DB_URI"],
-            "--serve-artifacts",
-            "--artifacts-destination",
-            str(artifacts),
-        ],
-        stdout=open(log, "a"),  # noqa: SIM115 - the child owns it
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the workers go with it
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise AssertionError("mlflow server did not start:\n" + log.read_text()[-3000:])
+    """The harness's PostgreSQL store behind a server of this test's own (its own process group:
+    the workers go with it)."""
+    backend = os.environ["SEGEXP_CLUSTER_DB_URI"]
+    return start_mlflow_server(backend, log, port, artifacts=artifacts, own_group=True)
 
 
 def test_server_killed_and_restarted_mid_run_loses_and_duplicates_no_epoch(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     uri, epochs, out = f"http://127.0.0.1:{port}", 30, tmp_path / "run"
     server = _start_server(port, tmp_path / "server.log", tmp_path / "art")
     # Fail fast while the server is down (MLflow's client would otherwise retry each call for
@@ -169,8 +143,7 @@ def test_server_killed_and_restarted_mid_run_loses_and_duplicates_no_epoch(tmp_p
     finally:
         if proc.poll() is None:
             proc.kill()
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_server(server, own_group=True)
     for key, steps in counts.items():
         assert steps == list(range(1, epochs + 1)), (key, steps)  # every epoch, each once
     record_figure(
