@@ -40,6 +40,25 @@ def _run(cmd, cwd, env, timeout=600):
     return done
 
 
+def _worker(index: int) -> dict:
+    return {"type": "worker", "index": index}
+
+
+def _start_workers(cmd, cwd, env, cluster) -> list[subprocess.Popen]:
+    """One process per worker of ``cluster``, each told its index through TF_CONFIG."""
+    return [
+        subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env={**env, "TF_CONFIG": json.dumps({"cluster": cluster, "task": _worker(i)})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(len(cluster["worker"]))
+    ]
+
+
 def test_two_workers_match_one_worker_and_only_the_chief_tracks(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -59,22 +78,7 @@ def test_two_workers_match_one_worker_and_only_the_chief_tracks(tmp_path):
         "trainer.batch_size=4",  # per replica: 2 workers x 4 = global batch 8
         f"hydra.run.dir={out}",
     )
-    workers = [
-        subprocess.Popen(
-            cmd,
-            cwd=tmp_path,
-            env={
-                **env,
-                "TF_CONFIG": json.dumps(
-                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
-                ),
-            },
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    workers = _start_workers(cmd, tmp_path, env, cluster)
     logs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], "\n----\n".join(x[-3000:] for x in logs)
 
@@ -107,22 +111,7 @@ def test_two_workers_killed_mid_run_resume_into_the_same_run(tmp_path):
         cmd = train_args(uri, "two-workers", *extra)
         if resume:  # the saved config only: nothing that would change it
             cmd = [*cmd[:3], *extra]
-        return [
-            subprocess.Popen(
-                cmd,
-                cwd=tmp_path,
-                env={
-                    **env,
-                    "TF_CONFIG": json.dumps(
-                        {"cluster": cluster, "task": {"type": "worker", "index": i}}
-                    ),
-                },
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for i in range(2)
-        ]
+        return _start_workers(cmd, tmp_path, env, cluster)
 
     first = start(
         "seed=7",
