@@ -207,6 +207,26 @@ def test_jobs_find_their_sweep_from_the_state_file_without_the_environment(tmp_p
         context.leave()
 
 
+def test_the_sweep_context_reaches_a_job_whole_through_its_file(tmp_path):
+    from segexp.track.context import SweepContext
+
+    sweep = SweepContext("P", "S", "http://127.0.0.1:5000", "7", ("seed", "model"), False)
+    sweep.save(tmp_path / "sweep")
+    job = SweepContext.load(tmp_path / "sweep", job_num=2)
+    assert (job.parent_run_id, job.sweep_id, job.tracking_uri) == (
+        "P",
+        "S",
+        "http://127.0.0.1:5000",
+    )
+    assert (job.experiment_id, job.fixed_keys, job.continue_on_failure) == (
+        "7",
+        ("seed", "model"),
+        False,
+    )
+    assert job.job_num == 2
+    assert SweepContext.load(tmp_path / "elsewhere") is None
+
+
 def test_a_cancelled_job_goes_on_only_on_slurm_with_continue_on_failure(monkeypatch):
     from segexp.track.context import SweepContext
 
