@@ -16,7 +16,7 @@ Order at the end of every epoch (``EpochLogger`` calls :meth:`ResumeCheckpoint.b
    older than the previous epoch's are deleted: a crash at any moment leaves a ``state.json``
    that names a complete weights file, and a fall-back if that file is damaged later;
 2. only then is the epoch logged to MLflow. A crash between 1 and 2 loses nothing: on resume
-   :func:`segexp.tracking.log_missing_epochs` compares the checkpoint's history with the run's
+   :func:`segexp.track.history.log_missing_epochs` compares the checkpoint's history with the run's
    metric history and logs exactly the (metric, epoch) values the run lacks; training continues
    at the next epoch, so no epoch is ever logged twice.
 
@@ -54,7 +54,7 @@ import keras
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from segexp import tracking
+from segexp import track as tracking
 from segexp.config import MASK, mask_secrets, redact
 from segexp.errors import ConfigError, SegexpError
 from segexp.resume_files import load_saved_config, note_failed_resume, process_alive, usable_state

@@ -82,7 +82,7 @@ def check_values(cfg: DictConfig) -> None:
     that order (a refused config creates no store)."""
     from segexp.challenge import check_names
     from segexp.data.split import split_fractions
-    from segexp.tracking import check_store
+    from segexp.track import check_store
 
     check_integers(cfg)
     if cfg.dataset.get("split") is not None:

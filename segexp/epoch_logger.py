@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from mlflow import MlflowClient
 
-from segexp import tracking
+from segexp import track as tracking
 from segexp.metrics import predictions_to_labels
 from segexp.plots import prediction_panel
 

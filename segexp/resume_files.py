@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from segexp import tracking
+from segexp import track as tracking
 from segexp.config import redact
 from segexp.errors import ConfigError
 

@@ -20,16 +20,19 @@ from mlflow.data.dataset_source import DatasetSource
 from mlflow.entities import Param
 from omegaconf import DictConfig, OmegaConf
 
-from segexp import checkpoint, sweep, tracking
+from segexp import checkpoint
+from segexp import track as tracking
 from segexp.analysis import summarize_history
 from segexp.challenge import evaluate_split
-from segexp.config import check_integers, input_spec
+from segexp.config import check_integers, input_spec, redact
 from segexp.data import load_source
 from segexp.data.pipeline import make_dataset
 from segexp.data.source import DataSource
 from segexp.epoch_logger import EpochLogger
 from segexp.models import model_summary, output_crop
 from segexp.plots import learning_curves, run_title
+from segexp.track.context import current, parent_tags
+from segexp.track.names import child_run_name
 
 
 @dataclass
@@ -164,7 +167,6 @@ def train(cfg: DictConfig) -> float | None:
             :, crop[0] : sample_y.shape[1] - crop[0], crop[1] : sample_y.shape[2] - crop[1]
         ]
 
-    parent = cfg.tracking.get("parent_run_id")
     tags = {
         "model": cfg.model.name,
         "dataset": source.name,
@@ -172,8 +174,7 @@ def train(cfg: DictConfig) -> float | None:
         "hydra_overrides": " ".join(overrides),
         "git_commit": tracking.git_commit(),
         "output_dir": str(output_dir),
-        **({"mlflow.parentRunId": parent} if parent else {}),
-        **sweep.job_tags(),
+        **parent_tags(cfg),
         **OmegaConf.to_container(cfg.tracking.get("tags") or OmegaConf.create({}), resolve=True),
     }
     # A non-chief worker opens a fresh run in its private sandbox store.
@@ -181,7 +182,7 @@ def train(cfg: DictConfig) -> float | None:
         client, experiment_id, cfg, overrides, tags, output_dir, resume if gpu.chief else None
     )
     print(
-        f"segexp: MLflow run {run_id} in {tracking.redact(str(cfg.tracking.uri))} "
+        f"segexp: MLflow run {run_id} in {redact(str(cfg.tracking.uri))} "
         f"(experiment {cfg.tracking.experiment!r}); outputs in {output_dir}",
         flush=True,
     )
@@ -204,7 +205,8 @@ def train(cfg: DictConfig) -> float | None:
         with _run_status(client, run_id, output_dir):
             summary = _fit_and_log(job)
     except KeyboardInterrupt:
-        if not sweep.cancelled_job_goes_on():
+        sweep_job = current()
+        if sweep_job is None or not sweep_job.cancelled_job_goes_on():
             raise
         return math.nan  # the run is KILLED with its resume checkpoint; the sweep goes on
     return _objective(cfg, summary)
@@ -251,7 +253,7 @@ def _open_run(
     run = tracking.retry(
         client.create_run,
         experiment_id,
-        run_name=tracking.redact(sweep.child_run_name(cfg, overrides)),
+        run_name=redact(child_run_name(cfg, overrides, current())),
         tags=tracking.safe_tags({**tags, checkpoint.LAUNCH_TAG: launch}),
     )
     checkpoint.fault_point("run_created")

@@ -286,7 +286,7 @@ def test_refused_config_leaves_nothing_behind(tmp_path, args, expected):
 def test_sqlite_store_check_leaves_no_lock_file(tmp_path):
     from mlflow import MlflowClient
 
-    from segexp.tracking import check_store
+    from segexp.track import check_store
 
     uri = f"sqlite:///{tmp_path}/store/m.db"
     check_store(uri)

@@ -1,4 +1,4 @@
-"""tracking.get_or_create_experiment: one experiment per name, also when creation races."""
+"""track.get_or_create_experiment: one experiment per name, also when creation races."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from mlflow import MlflowClient
 
 from segexp.errors import TrackingError
-from segexp.tracking import get_or_create_experiment
+from segexp.track import get_or_create_experiment
 
 
 def test_creates_once_then_finds_it(store):

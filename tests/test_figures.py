@@ -9,7 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from segexp import palette, plots, preview, sweep
+from segexp import palette, plots, preview
+from segexp.track.names import short_names
+from segexp.track.sweep_summary import headline_metrics
 
 
 def test_one_palette_for_masks_and_preview_overlays():
@@ -113,7 +115,7 @@ def test_run_title_names_the_run_and_what_it_trains():
     ],
 )
 def test_short_names_keep_keys_distinct(overrides, names):
-    assert sweep.short_names(overrides) == names
+    assert short_names(overrides) == names
 
 
 def _run(status, **metrics):
@@ -129,11 +131,11 @@ def test_headline_metrics_pick_the_best_finished_child():
         _run("FINISHED", best_val_loss=math.nan),
         _run("FAILED", best_val_loss=0.01, val_mean_iou_at_best=0.99),
     ]
-    assert sweep.headline_metrics(children, "best_val_loss", "minimize") == {
+    assert headline_metrics(children, "best_val_loss", "minimize") == {
         "sweep_jobs_finished": 3.0,
         "sweep_best_val_loss": 0.35,
     }
-    assert sweep.headline_metrics(children, "val_mean_iou_at_best", "maximize") == {
+    assert headline_metrics(children, "val_mean_iou_at_best", "maximize") == {
         "sweep_jobs_finished": 3.0,
         "sweep_best_val_mean_iou_at_best": 0.61,
     }
@@ -142,17 +144,17 @@ def test_headline_metrics_pick_the_best_finished_child():
 def test_experiments_carry_the_model_training_kind(tmp_path):
     from mlflow import MlflowClient
 
-    from segexp import tracking
+    from segexp import track
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/m.db")
-    new = tracking.get_or_create_experiment(client, "fresh")
+    new = track.get_or_create_experiment(client, "fresh")
     assert client.get_experiment(new).tags["mlflow.experimentKind"] == "custom_model_development"
-    assert tracking.get_or_create_experiment(client, "fresh") == new
+    assert track.get_or_create_experiment(client, "fresh") == new
     old = client.create_experiment("older")  # made before segexp tagged experiments
-    assert tracking.get_or_create_experiment(client, "older") == old
+    assert track.get_or_create_experiment(client, "older") == old
     assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
     mine = client.create_experiment("mine", tags={"mlflow.experimentKind": "genai_development"})
-    tracking.get_or_create_experiment(client, "mine")
+    track.get_or_create_experiment(client, "mine")
     assert client.get_experiment(mine).tags["mlflow.experimentKind"] == "genai_development"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segexp import tracking
+from segexp import track
 from segexp.checkpoint import conflicts, locate
 from segexp.errors import ConfigError
 from tests._runs import EPOCH_KEYS, history, only_run, run_cli, steps_of
@@ -88,7 +88,7 @@ def test_sigkill_at_every_phase_then_resume_equals_an_uninterrupted_run(
     assert run.info.status == "FINISHED"
     assert run.data.tags["segexp.resumes"] == str(len(KILLS))
     assert "closed as KILLED" in run.data.tags["segexp.stale_run"]
-    assert tracking.logged_image_steps(client, run.info.run_id) == {1, 2, 3}
+    assert track.logged_image_steps(client, run.info.run_id) == {1, 2, 3}
     models = mlflow.search_logged_models(
         filter_string=f"source_run_id = '{run.info.run_id}'", output_format="list"
     )
@@ -147,10 +147,10 @@ def test_log_missing_epochs_is_idempotent(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     run_id = client.create_run(client.create_experiment("x")).info.run_id
-    tracking.log_metrics(client, run_id, {"loss": 1.0}, step=1)  # epoch 1 logged, 2-3 lost
+    track.log_metrics(client, run_id, {"loss": 1.0}, step=1)  # epoch 1 logged, 2-3 lost
     hist = {"loss": [1.0, 0.5, 0.25], "val_loss": [2.0, 1.0, 0.5]}
-    assert tracking.log_missing_epochs(client, run_id, hist) == 5
-    assert tracking.log_missing_epochs(client, run_id, hist) == 0
+    assert track.log_missing_epochs(client, run_id, hist) == 5
+    assert track.log_missing_epochs(client, run_id, hist) == 0
     assert steps_of(client, run_id, "loss") == [1, 2, 3]
     assert history(client, run_id, "val_loss") == [2.0, 1.0, 0.5]
 

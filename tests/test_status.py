@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from segexp import tracking
 from segexp.checkpoint import NaNLossError
+from segexp.track import store
 from tests._runs import only_run, spawn, steps_of, train_cmd, wait_for_epoch
 from tests.conftest import TINY
 
@@ -92,7 +92,7 @@ def test_transient_logging_errors_are_retried_and_never_crash(tmp_path, compose,
 
     from segexp.runner import train
 
-    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)
+    monkeypatch.setattr(store.time, "sleep", lambda s: None)
     real = MlflowClient.log_batch
     failures = {"n": 0}
 

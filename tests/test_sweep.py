@@ -159,43 +159,91 @@ def test_submitit_local_launcher(tmp_path):
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
 
 
-def test_jobs_find_their_sweep_from_the_state_file_without_the_environment(tmp_path):
+def test_jobs_find_their_sweep_from_the_state_file_without_the_environment(tmp_path, monkeypatch):
     """As on SLURM nodes that do not inherit the environment of the submitting process."""
 
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from segexp import sweep
+    from segexp.track import context, sweep
 
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     state = {
         "parent_run_id": "P",
         "sweep_id": "S",
-        "fixed_keys": '["seed"]',
+        "fixed_keys": ["seed"],
         "tracking_uri": "sqlite:///x.db",
         "experiment_id": "1",
     }
-    (tmp_path / sweep.STATE_FILE).write_text(json.dumps(state))
-    saved = {env: os.environ.pop(env, None) for env in sweep._ENV_KEYS.values()}
+    (tmp_path / context.STATE_FILE).write_text(json.dumps(state))
     try:
         cfg = OmegaConf.create(
-            {"hydra": {"mode": RunMode.MULTIRUN, "sweep": {"dir": str(tmp_path)}}}
+            {
+                "hydra": {
+                    "mode": RunMode.MULTIRUN,
+                    "sweep": {"dir": str(tmp_path)},
+                    "job": {"num": 3},
+                }
+            }
         )
         sweep.MlflowSweepCallback().on_job_start(cfg)
-        assert os.environ[sweep.ENV_PARENT] == "P"
-        assert os.environ[sweep.ENV_SWEEP] == "S"
-        # a single run clears them again
+        assert context.current().parent_run_id == "P"
+        assert context.current().sweep_id == "S"
+        assert context.parent_tags(cfg) == {
+            "mlflow.parentRunId": "P",
+            "segexp.sweep_id": "S",
+            "segexp.sweep_job": "3",
+        }
+        assert context.current().varied(["seed=1", "model.batchnorm=true"]) == [
+            "model.batchnorm=true"
+        ]
+        # a single run clears it again
         sweep.MlflowSweepCallback().on_job_start(OmegaConf.create({"hydra": {"mode": RunMode.RUN}}))
-        assert sweep.ENV_PARENT not in os.environ
-        assert sweep.job_tags() == {}  # outside a Hydra multirun job nothing is nested
+        assert context.current() is None
+        assert context.parent_tags(cfg) == {}  # outside a Hydra multirun job nothing is nested
+        outer = OmegaConf.create({"tracking": {"parent_run_id": "OUTER"}})
+        assert context.parent_tags(outer) == {"mlflow.parentRunId": "OUTER"}
     finally:
-        for env, value in saved.items():
-            os.environ.pop(env, None)
-            if value is not None:
-                os.environ[env] = value
+        context.leave()
+
+
+def test_the_sweep_context_reaches_a_job_whole_through_its_file(tmp_path):
+    from segexp.track.context import SweepContext
+
+    sweep = SweepContext("P", "S", "http://127.0.0.1:5000", "7", ("seed", "model"), False)
+    sweep.save(tmp_path / "sweep")
+    job = SweepContext.load(tmp_path / "sweep", job_num=2)
+    assert (job.parent_run_id, job.sweep_id, job.tracking_uri) == (
+        "P",
+        "S",
+        "http://127.0.0.1:5000",
+    )
+    assert (job.experiment_id, job.fixed_keys, job.continue_on_failure) == (
+        "7",
+        ("seed", "model"),
+        False,
+    )
+    assert job.job_num == 2
+    assert SweepContext.load(tmp_path / "elsewhere") is None
+
+
+def test_a_cancelled_job_goes_on_only_on_slurm_with_continue_on_failure(monkeypatch):
+    from segexp.track.context import SweepContext
+
+    job = SweepContext("P", "S", "sqlite:///x.db", "1", job_num=0)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert not job.cancelled_job_goes_on()  # a local launcher reports the interrupt
+    monkeypatch.setenv("SLURM_JOB_ID", "41")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "40")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    assert job.cancelled_job_goes_on()
+    assert job.job_tags()["segexp.slurm_job_id"] == "40_1"
+    stop = SweepContext("P", "S", "sqlite:///x.db", "1", continue_on_failure=False)
+    assert not stop.cancelled_job_goes_on()
 
 
 def test_ui_url_opens_the_model_training_view():
-    from segexp.sweep import ui_url
+    from segexp.track.sweep_summary import ui_url
 
     assert ui_url("http://127.0.0.1:5005/", "7") == (
         "http://127.0.0.1:5005/#/experiments/7?workflowType=machine_learning"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from segexp import tracking
+from segexp import track
+from segexp.config import mask_secrets, redact
 from segexp.errors import ConfigError, TrackingError
 from tests._runs import free_port, only_run, run_cli, start_mlflow_server, steps_of, stop_server
 from tests.conftest import TINY
@@ -42,7 +43,7 @@ def test_training_against_a_real_server_never_logs_the_password(
 
     uri = f"http://user:s3cr3tpw@127.0.0.1:{server}"
     monkeypatch.chdir(tmp_path)
-    for name in (tracking.USER_ENV, tracking.PASSWORD_ENV):  # set by the run; unset after
+    for name in (track.USER_ENV, track.PASSWORD_ENV):  # set by the run; unset after
         monkeypatch.setenv(name, "")
     cfg = compose(
         [
@@ -87,7 +88,7 @@ def test_no_secret_reaches_the_output_folder_or_the_console(tmp_path, server, co
     hydra_config = (out / ".hydra" / "config.yaml").read_text()
     assert "api_token: '***'" in hydra_config and "user:***@" in hydra_config
 
-    for name in (tracking.USER_ENV, tracking.PASSWORD_ENV):
+    for name in (track.USER_ENV, track.PASSWORD_ENV):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError) as refused:  # a resume without the credentials: one line
         prepare(compose([f"resume={out}"]), [f"resume={out}"])
@@ -97,7 +98,7 @@ def test_no_secret_reaches_the_output_folder_or_the_console(tmp_path, server, co
         "tracking.uri=<uri with user:password@>)"
     )
     resume = [*cmd, f"resume={out}", f"hydra.run.dir={tmp_path}/r"]
-    credentials = {tracking.USER_ENV: "user", tracking.PASSWORD_ENV: "s3cr3tpw"}
+    credentials = {track.USER_ENV: "user", track.PASSWORD_ENV: "s3cr3tpw"}
     code, resumed = run_cli(resume, tmp_path, **credentials)
     assert code == 0, resumed[-3000:]
     assert "View run " in resumed and f"at: http://127.0.0.1:{server}/#/" in resumed
@@ -144,21 +145,21 @@ def test_no_secret_reaches_a_sweeps_files_or_console(tmp_path, server):
 
 def test_unreachable_server_fails_with_one_redacted_line():
     with pytest.raises(TrackingError) as info:
-        tracking.check_store("http://me:pw123@127.0.0.1:9", timeout=2)
+        track.check_store("http://me:pw123@127.0.0.1:9", timeout=2)
     message = str(info.value)
     assert "\n" not in message and "pw123" not in message
     assert message.startswith("tracking.uri=http://me:***@127.0.0.1:9: MLflow server not reachable")
 
 
 def test_redaction_helpers():
-    assert tracking.redact("a +dataset.password=x tracking.uri=http://u:p@h") == (
+    assert redact("a +dataset.password=x tracking.uri=http://u:p@h") == (
         "a +dataset.password=*** tracking.uri=http://u:***@h"
     )
     # as Hydra escapes a multirun override
-    assert tracking.redact("tracking.uri=http\\://u\\:p4ss@h\\:5000") == (
+    assert redact("tracking.uri=http\\://u\\:p4ss@h\\:5000") == (
         "tracking.uri=http\\://u\\:***@h\\:5000"
     )
-    assert tracking.mask_secrets({"tags": {"token": "t", "owner": "me"}, "uri": "s3://k:v@b"}) == {
+    assert mask_secrets({"tags": {"token": "t", "owner": "me"}, "uri": "s3://k:v@b"}) == {
         "tags": {"token": "***", "owner": "me"},
         "uri": "s3://k:***@b",
     }
@@ -167,15 +168,15 @@ def test_redaction_helpers():
 _WRITER = """
 import sys, mlflow
 from mlflow import MlflowClient
-from segexp import tracking
-tracking.check_store(sys.argv[1])  # what segexp-train does first (schema init under a lock)
+from segexp import track
+track.check_store(sys.argv[1])  # what segexp-train does first (schema init under a lock)
 client = MlflowClient(sys.argv[1])
 mlflow.set_tracking_uri(sys.argv[1])
-exp = tracking.retry(mlflow.set_experiment, "par").experiment_id
-run = tracking.retry(client.create_run, exp).info.run_id
+exp = track.retry(mlflow.set_experiment, "par").experiment_id
+run = track.retry(client.create_run, exp).info.run_id
 for step in range(1, 41):
-    tracking.log_metrics(client, run, {"a": step, "b": -step}, step=step)
-tracking.set_status(client, run, "FINISHED")
+    track.log_metrics(client, run, {"a": step, "b": -step}, step=step)
+track.set_status(client, run, "FINISHED")
 """
 
 

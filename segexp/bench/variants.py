@@ -303,7 +303,7 @@ class Bench:
         uri = f"sqlite:///{self.workdir / 'mlflow.db'}"
         client = MlflowClient(uri)
         mlflow.set_tracking_uri(uri)
-        from segexp.tracking import get_or_create_experiment
+        from segexp.track import get_or_create_experiment
 
         exp_id = get_or_create_experiment(client, "segexp-bench")
         run_id = client.create_run(exp_id, run_name=f"bench-{scenario}").info.run_id

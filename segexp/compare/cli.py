@@ -70,13 +70,13 @@ def summarize_sweep(client: Any, parent_id: str, runs: list[Any]) -> Report:
 def _log_results(client: Any, parent_id: str, report: Report) -> None:
     """The verdict as tags on the parent run (per-group numbers live in the tables, not in
     dozens of metrics that would crowd the UI's chart view)."""
-    from segexp import tracking
+    from segexp import track
 
     if report.claim is not None:
         tags = {"claim.verdict": report.claim.verdict}
         if report.claim.deviations:
             tags["claim.protocol_changed"] = ", ".join(report.claim.deviations)
-        tracking.log_tags(client, parent_id, tags)
+        track.log_tags(client, parent_id, tags)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -117,12 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from mlflow import MlflowClient
 
-        from segexp import tracking
+        from segexp import track
 
         uri = args.tracking_uri
         if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
             raise ConfigError(f"--tracking-uri {uri}: no such SQLite store")
-        tracking.check_store(uri)
+        track.check_store(uri)
         client = MlflowClient(tracking_uri=uri)
         runs, parent = select_runs(
             client,
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 logged = write_report(report, Path(tmp), history, args.curves)
                 for path in logged:
-                    tracking.retry(client.log_artifact, parent.info.run_id, str(path), "comparison")
+                    track.retry(client.log_artifact, parent.info.run_id, str(path), "comparison")
             _log_results(client, parent.info.run_id, report)
     except SegexpError as err:
         print(f"segexp-compare: error: {err}", file=sys.stderr)
