@@ -12,6 +12,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from segexp.bench.checks import loss_check
 from segexp.bench.measure import machine_info, measure_peaks
 from segexp.bench.memory import memory_probe
 from segexp.bench.report import augmentation_summary, render, render_augmentation, targets
@@ -132,7 +133,7 @@ def _round(
     rounds run the baseline first, so a machine that speeds up or slows down during the
     benchmark favours neither. Without ``baselines`` only (a) trains, and for an augmentation
     the Python loop's pipeline alone is measured beside it."""
-    run_a = partial(bench.run_segexp, scenario, aug)
+    run_a = partial(bench.run_segexp, scenario, aug, number)
     if scenario == "none":
         run_base, key = partial(bench.run_keras, scenario), "a_b"
     else:
@@ -155,7 +156,10 @@ def _round(
         return [{"result": a, "python_pipeline": base}]
     if base is None:  # no baseline for this augmentation, or baselines off
         return [{"result": a}]
-    row = {"result": a, key: a.images_per_sec / base.images_per_sec}
+    check = loss_check(a, base)
+    if check["why"]:
+        print(f"segexp-bench: {bench.cfg.model.name} {check['why']}", flush=True)
+    row = {"result": a, key: a.images_per_sec / base.images_per_sec, "loss_check": check}
     return [{**row, "python_pipeline": base.pipeline_images_per_sec}, {"result": base}]
 
 
