@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from segexp.bench.checks import cell, loss_target
+from segexp.bench.step_time import render_step_times
 from segexp.bench.timing import Result
 
 
@@ -103,6 +104,7 @@ def render(report: dict[str, Any]) -> str:
     lines += ["", "| target | measured | met |", "|---|---:|---|"]
     for name, value, ok in report["targets"]:
         lines.append(f"| {name} | {value} | {'yes' if ok else 'no'} |")
+    lines += render_step_times(report.get("step_times") or [], report.get("confusion_metrics", 0))
     if report.get("memory"):
         lines += [
             "",

@@ -21,11 +21,12 @@ TAG = "segexp.bench_run"
 def run_config(
     cfg: DictConfig, aug_cfg: DictConfig, workdir: Path, epochs: int, key: str
 ) -> DictConfig:
-    """The run's config: the command's, with ``aug_cfg`` as augmentation, ``epochs`` epochs,
-    no progress bar, and tracking to ``workdir/mlflow.db`` (experiment segexp-bench, tag
-    ``segexp.bench_run=key`` to find the run again)."""
+    """The run's config: the command's without its ``bench`` section, with ``aug_cfg`` as
+    augmentation, ``epochs`` epochs, no progress bar, and tracking to ``workdir/mlflow.db``
+    (experiment segexp-bench, tag ``segexp.bench_run=key`` to find the run again)."""
     cfg = cfg.copy()
     with open_dict(cfg):
+        cfg.pop("bench", None)
         cfg.augmentation = aug_cfg
         cfg.trainer.epochs = int(epochs)
         cfg.trainer.verbose = 0

@@ -63,6 +63,7 @@ class Bench:
         self.input_scale = input_range(cfg.model)
         built = self.build("none")
         self.source, self.task, self.steps = built.source, built.task, built.steps
+        self.head = built.head
         self.target = "image" if self.task == "reconstruction" else "mask"
         self.crop = output_crop(built.model)
         self.flops = model_flops(built.model)
