@@ -11,17 +11,7 @@ from omegaconf import OmegaConf
 from segexp.bench import checks, cli, report
 from segexp.bench.timing import Result
 from segexp.bench.variants import Bench
-
-TINY = [
-    "dataset.image_size=[32,32]",
-    "dataset.num_images=30",
-    "model.depth=2",
-    "model.filters=4",
-    "trainer.batch_size=8",
-    "trainer.num_sample_images=2",
-    "bench.epochs=1",
-    "bench.warmup_epochs=1",
-]
+from tests.test_bench import TINY_BENCH as TINY
 
 
 def _result(variant: str, loss: float, rate: float = 100.0) -> Result:
