@@ -1,10 +1,12 @@
 """Epoch-level segmentation metrics from an accumulated confusion matrix.
 
-Each metric (``accuracy``, ``mean_iou``, ``dice``, ``iou_<class>``) is a Keras ``Metric`` that adds
-the batch's K x K confusion matrix (rows: true class, columns: predicted class) to its state, so
-the value is computed over the whole split, not averaged per batch; Keras resets the state at the
-start of every epoch / evaluate call. Predictions: sigmoid head -> class 1 where p > 0.5 (K = 2),
-softmax head -> argmax. Pixels labelled ``ignore_value`` (or outside ``[0, K)``) are skipped.
+Each metric (``accuracy``, ``mean_iou``, ``dice``, ``iou_<class>``) is a Keras ``Metric`` derived
+from a K x K confusion matrix (rows: true class, columns: predicted class) accumulated over the
+whole split, not averaged per batch; Keras resets the state at the start of every epoch /
+evaluate call. :func:`build_metrics` computes that matrix once per step: the first metric
+(``accuracy``) accumulates it and the others read it. Predictions: sigmoid head -> class 1
+where p > 0.5 (K = 2), softmax head -> argmax. Pixels labelled ``ignore_value`` (or outside
+``[0, K)``) are skipped.
 
 Definitions (the same in ``confusion_matrix_metrics``):
 
@@ -124,6 +126,9 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
 
     ``kind``: ``accuracy``, ``mean_iou``, ``dice`` or ``iou`` (with ``class_id``).
     ``sample_weight`` is ignored (pixels count once; ignore pixels are skipped by label).
+    ``reads``: another ConfusionMatrixMetric of the same problem whose matrix this one reads
+    (its own ``update_state`` and ``reset_state`` then do nothing); not part of the config, so a
+    reloaded model's metrics each keep their own matrix, with the same values.
     """
 
     def __init__(
@@ -136,6 +141,7 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         class_id: int | None = None,
         name: str | None = None,
         dtype: str | None = None,
+        reads: ConfusionMatrixMetric | None = None,
     ) -> None:
         super().__init__(name=name or kind, dtype=dtype)
         if kind not in KINDS:
@@ -148,6 +154,13 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         self.head = resolve_head(head, self.num_classes)
         self.ignore_value = None if ignore_value is None else int(ignore_value)
         self.class_id = None if class_id is None else int(class_id)
+        if reads is not None:
+            same = (reads.num_classes, reads.head, reads.ignore_value)
+            if same != (self.num_classes, self.head, self.ignore_value) or reads._source:
+                raise ValueError(f"{self.name} cannot read the matrix of {reads.name}")
+            self._source = _Source(reads)  # a plain holder: Keras does not track it
+            return
+        self._source = None
         self.total_cm = self.add_variable(
             shape=(self.num_classes, self.num_classes),
             initializer="zeros",
@@ -158,6 +171,8 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
     def update_state(
         self, y_true: tf.Tensor, y_pred: tf.Tensor, sample_weight: tf.Tensor | None = None
     ) -> None:
+        if self._source:
+            return  # the metric it reads adds the batch
         cm = batch_confusion_matrix(
             y_true,
             y_pred,
@@ -168,7 +183,8 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         self.total_cm.assign_add(cm)
 
     def result(self) -> tf.Tensor:
-        cm = tf.cast(tf.convert_to_tensor(self.total_cm), tf.float64)
+        matrix = self._source.metric.total_cm if self._source else self.total_cm
+        cm = tf.cast(tf.convert_to_tensor(matrix), tf.float64)
         tp = tf.linalg.diag_part(cm)
         fp = tf.reduce_sum(cm, axis=0) - tp
         fn = tf.reduce_sum(cm, axis=1) - tp
@@ -195,7 +211,8 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         return tf.cast(value, self.dtype)
 
     def reset_state(self) -> None:
-        self.total_cm.assign(tf.zeros_like(self.total_cm))
+        if not self._source:
+            self.total_cm.assign(tf.zeros_like(self.total_cm))
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -209,11 +226,25 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         return config
 
 
+class _Source:
+    """The metric whose confusion matrix another one reads (kept out of Keras' tracking)."""
+
+    def __init__(self, metric: ConfusionMatrixMetric) -> None:
+        self.metric = metric
+
+
 def build_metrics(
-    *, head: str, num_classes: int, class_names: list[str], ignore_value: int | None
+    *,
+    head: str,
+    num_classes: int,
+    class_names: list[str],
+    ignore_value: int | None,
+    shared: bool = True,
 ) -> list[keras.metrics.Metric]:
     """``accuracy``, ``mean_iou``, ``dice`` and ``iou_<class_name>`` per class (confusion matrix).
 
+    ``shared``: one confusion matrix per step, accumulated by ``accuracy`` and read by the
+    others (False: one matrix per metric, the same values; the benchmark compares the two).
     A linear head (reconstruction) gets ``mse`` and ``mae`` instead.
     """
     head = resolve_head(head, num_classes)
@@ -225,10 +256,10 @@ def build_metrics(
     if len(class_names) != num_classes:
         raise ValueError(f"{len(class_names)} class names for num_classes={num_classes}")
     common = {"num_classes": num_classes, "head": head, "ignore_value": ignore_value}
-    metrics: list[keras.metrics.Metric] = [
-        ConfusionMatrixMetric(kind, name=kind, **common)
-        for kind in ("accuracy", "mean_iou", "dice")
-    ]
+    first = ConfusionMatrixMetric("accuracy", name="accuracy", **common)
+    reads = {"reads": first} if shared else {}
+    metrics: list[keras.metrics.Metric] = [first]
+    metrics += [ConfusionMatrixMetric(k, name=k, **common, **reads) for k in ("mean_iou", "dice")]
     for i, name in enumerate(_class_metric_names(class_names)):
-        metrics.append(ConfusionMatrixMetric("iou", class_id=i, name=name, **common))
+        metrics.append(ConfusionMatrixMetric("iou", class_id=i, name=name, **common, **reads))
     return metrics

@@ -12,9 +12,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from segexp.bench.checks import loss_check
 from segexp.bench.measure import machine_info, measure_peaks
 from segexp.bench.memory import memory_probe
 from segexp.bench.report import augmentation_summary, render, render_augmentation, targets
+from segexp.bench.step_time import metric_step_times
 from segexp.bench.variants import Bench, aug_config
 from segexp.config import CONF_DIR
 from segexp.errors import ConfigError, SegexpError
@@ -78,6 +80,14 @@ def _bench_model(cfg: DictConfig, command: str, memory: bool) -> dict[str, Any]:
         for row in rows:
             if plain and row["result"].variant[0] == "a" and row["result"].scenario != "none":
                 row["a_b"] = row["result"].images_per_sec / (sum(plain) / len(plain))
+        step_times = []
+        if bool(bcfg.get("metric_matrices", False)):
+            if bench.task == "reconstruction":
+                raise ConfigError(
+                    f"bench.metric_matrices=true: model {cfg.model.name} (task reconstruction) "
+                    "has no confusion-matrix metrics; set bench.metric_matrices=false"
+                )
+            step_times = metric_step_times(bench, rounds)
         memory_rows: list[dict[str, Any]] = []
         if memory and bool(bcfg.memory.enabled):
             size = bcfg.memory.get("image_size")
@@ -112,6 +122,8 @@ def _bench_model(cfg: DictConfig, command: str, memory: bool) -> dict[str, Any]:
         "rows": rows,
         "targets": targets(rows),
         "memory": memory_rows,
+        "step_times": step_times,
+        "confusion_metrics": 3 + int(bench.source.num_classes),
         "memory_note": (
             f"{int(bcfg.memory.num_images)} single-channel images of "
             f"{'x'.join(str(v) for v in (bcfg.memory.get('image_size') or bench.shape[:2]))}, "
@@ -132,7 +144,7 @@ def _round(
     rounds run the baseline first, so a machine that speeds up or slows down during the
     benchmark favours neither. Without ``baselines`` only (a) trains, and for an augmentation
     the Python loop's pipeline alone is measured beside it."""
-    run_a = partial(bench.run_segexp, scenario, aug)
+    run_a = partial(bench.run_segexp, scenario, aug, number)
     if scenario == "none":
         run_base, key = partial(bench.run_keras, scenario), "a_b"
     else:
@@ -155,7 +167,10 @@ def _round(
         return [{"result": a, "python_pipeline": base}]
     if base is None:  # no baseline for this augmentation, or baselines off
         return [{"result": a}]
-    row = {"result": a, key: a.images_per_sec / base.images_per_sec}
+    check = loss_check(a, base)
+    if check["why"]:
+        print(f"segexp-bench: {bench.cfg.model.name} {check['why']}", flush=True)
+    row = {"result": a, key: a.images_per_sec / base.images_per_sec, "loss_check": check}
     return [{**row, "python_pipeline": base.pipeline_images_per_sec}, {"result": base}]
 
 

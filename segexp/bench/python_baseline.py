@@ -108,11 +108,24 @@ def python_augment(kind: str, prm: dict, image: Any, mask: Any, rng: Any) -> tup
 
 
 def python_dataset(
-    x: Any, y: Any, batch_size: int, kind: str, prm: dict, seed: int, crop: tuple, target: str
+    x: Any,
+    y: Any,
+    batch_size: int,
+    kind: str,
+    prm: dict,
+    seed: int,
+    *,
+    crop: tuple[int, int],
+    target: str,
+    input_scale: float = 1.0,
 ):
-    """A ``keras.utils.PyDataset`` (Keras 2 ``Sequence``-like) doing the augmentation in Python."""
+    """A ``keras.utils.PyDataset`` (Keras 2 ``Sequence``-like) doing the augmentation in Python,
+    its batches finished as segexp's pipeline finishes them (image target or cropped mask,
+    images times ``input_scale``)."""
     import keras
     import numpy as np
+
+    from segexp.data.pipeline import center_crop_mask
 
     class NumpyAugmentIterator(keras.utils.PyDataset):
         def __init__(self) -> None:
@@ -132,12 +145,9 @@ def python_dataset(
                 masks.append(m)
             bx = np.stack(images).astype(np.float32)
             if target == "image":
-                return bx, bx
-            by = np.stack(masks)
-            ch, cw = crop
-            if ch or cw:
-                by = by[:, ch : by.shape[1] - ch, cw : by.shape[2] - cw]
-            return bx, by
+                return bx * input_scale, bx
+            by = np.stack([np.asarray(center_crop_mask(m, crop)) for m in masks])
+            return bx * input_scale, by
 
         def on_epoch_end(self) -> None:
             self.order = self.rng.permutation(len(x))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from segexp.bench.variants import Result
+from segexp.bench.checks import cell, loss_target
+from segexp.bench.step_time import render_step_times
+from segexp.bench.timing import Result
 
 
 def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
@@ -34,7 +36,14 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
                     share < 0.02,
                 )
             )
+    same_loss = loss_target(rows)
+    if same_loss is not None:
+        found.insert(1, same_loss)
     return found
+
+
+def _flagged(row: dict[str, Any]) -> bool:
+    return bool(row.get("loss_check") and not row["loss_check"]["ok"])
 
 
 def _fmt(value: float | None, spec: str = ".1f", scale: float = 1.0) -> str:
@@ -71,8 +80,9 @@ def render(report: dict[str, Any]) -> str:
         "",
         "| augmentation | round | variant | images/s | (a)/(b) | (a)/(c) | epoch s | validation s "
         "| peak RSS MiB | MLflow logging share | other callbacks share | achieved GFLOP/s "
-        "| % of conv peak | final loss | input pipeline alone images/s |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| % of conv peak | final loss | input pipeline alone images/s "
+        "| final loss against the pair's baseline |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     conv_peak = report["peaks"]["conv_flops_per_sec"]
     for row in report["rows"]:
@@ -81,15 +91,20 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"| {r.scenario} | {r.round} | {r.variant} | {r.images_per_sec:.1f} "
             f"| {_fmt(row.get('a_b'), '.3f')} "
-            f"| {_fmt(row.get('a_c'), '.2f')} | {r.epoch_seconds:.3f} | {r.val_seconds:.3f} "
+            f"| {_fmt(row.get('a_c'), '.2f')} | {r.epoch_seconds:.3f} "
+            f"| {_fmt(r.val_seconds, '.3f')} "
             f"| {r.peak_rss_mb:.0f} | {_fmt(r.logging_share, '.2%')} "
             f"| {_fmt(r.callbacks_share, '.2%')} | {achieved / 1e9:.2f} "
             f"| {_fmt(achieved / conv_peak, '.1%')} | {r.final_loss:.4f} "
-            f"| {_fmt(r.pipeline_images_per_sec, '.0f')} |"
+            f"| {_fmt(r.pipeline_images_per_sec, '.0f')} | {cell(row.get('loss_check'))} |"
         )
+    flagged = [row["loss_check"]["why"] for row in report["rows"] if _flagged(row)]
+    if flagged:
+        lines += ["", *(f"NOT COMPARABLE: {why}." for why in flagged)]
     lines += ["", "| target | measured | met |", "|---|---:|---|"]
     for name, value, ok in report["targets"]:
         lines.append(f"| {name} | {value} | {'yes' if ok else 'no'} |")
+    lines += render_step_times(report.get("step_times") or [], report.get("confusion_metrics", 0))
     if report.get("memory"):
         lines += [
             "",
