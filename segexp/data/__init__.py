@@ -36,7 +36,7 @@ def check_paths(dataset_cfg: DictConfig) -> None:
     layout = getattr(module, "LAYOUT", None)
     if layout is None or dataset_cfg.get("root") in (None, "", "???"):
         return
-    from segexp.data.folder import require_root
+    from segexp.data.keys import require_root
 
     require_root(dataset_cfg, dataset=name, layout=layout, where=getattr(module, "WHERE", ""))
 

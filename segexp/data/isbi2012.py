@@ -29,14 +29,10 @@ from typing import Any
 import numpy as np
 
 from segexp.data import split as splitlib
-from segexp.data.arrays import build_array_source
-from segexp.data.folder import (
-    build_file_source,
-    list_files,
-    opt,
-    paired_samples,
-    require_root,
-)
+from segexp.data.array_source import build_array_source
+from segexp.data.file_source import build_file_source
+from segexp.data.keys import opt, require_root
+from segexp.data.pairing import list_files, paired_samples
 from segexp.data.source import DataSource
 from segexp.errors import ConfigError, DataError
 

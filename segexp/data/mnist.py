@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from segexp.data import split as splitlib
-from segexp.data.arrays import build_array_source
-from segexp.data.folder import class_info, opt
+from segexp.data.array_source import build_array_source
+from segexp.data.keys import class_info, opt
 from segexp.data.source import DataSource
 from segexp.errors import ConfigError, DataError
 
