@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -397,6 +399,43 @@ def test_cli_errors(tmp_path: Path, capsys):
     assert "nope" in capsys.readouterr().err
     assert app.main(["--help"]) == 0
     assert "batch_size=8" in capsys.readouterr().out
+
+
+def test_hydra_app_writes_only_its_outputs(tmp_path: Path, monkeypatch, capsys):
+    """The Hydra app run in a working directory leaves there only what it was asked to write
+    (no .hydra, log or output folder); `--cfg job` prints the composed keys and runs nothing;
+    `--help` lists the schema's defaults without starting TensorFlow."""
+    model = threshold_model(TILE)
+    model_dir = store.save_local(model, meta_for(model), tmp_path / "m")
+    gray = random_gray(20, 36)
+    Image.fromarray(gray).save(tmp_path / "x.png")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    args = [f"model={model_dir}", f"input={tmp_path / 'x.png'}", "output=out"]
+    assert app.main(["--cfg", "job", *args, "batch_size=3"]) == 0
+    out = capsys.readouterr().out
+    assert "batch_size: 3" in out and "tile_overlap: 0.25" in out
+    assert sorted(p.name for p in work.iterdir()) == []
+    assert app.main(args) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in work.rglob("*")) == ["out", "x.png"]
+    mask = np.asarray(Image.open(work / "out" / "x.png"))
+    np.testing.assert_array_equal(mask, expected_threshold_mask(gray))
+
+    code = (
+        "import sys\nfrom segexp.predict.app import main\nassert main(['--help']) == 0\n"
+        "assert 'tensorflow' not in sys.modules, 'TensorFlow imported for --help'\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": root},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "batch_size=8" in done.stdout and "tile_overlap=0.25" in done.stdout
 
 
 def test_model_without_metadata_is_inferred(tmp_path: Path, capsys):

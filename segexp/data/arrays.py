@@ -17,7 +17,7 @@ from segexp.data import split as splitlib
 from segexp.data.array_source import build_array_source
 from segexp.data.keys import opt, resolve
 from segexp.data.source import DataSource
-from segexp.errors import ConfigError, DataError
+from segexp.errors import ConfigError, DataError, first_line
 
 LAYOUT = (
     "<root>/images_training.npy and <root>/seg_training.npy (or .npz with "
@@ -50,8 +50,9 @@ def load_array(path: Path, key: str | None = None, what: str = "array") -> np.nd
     except DataError:
         raise
     except Exception as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"cannot read {path}: corrupt or not a NumPy file ({msg})") from None
+        raise DataError(
+            f"cannot read {path}: corrupt or not a NumPy file ({first_line(err)})"
+        ) from None
 
 
 def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> DataSource:

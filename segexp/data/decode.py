@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from segexp.errors import DataError
+from segexp.errors import DataError, first_line
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp")
 TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -146,7 +146,7 @@ def _why(err: Exception) -> str:
     """A short reason for a decoding failure (no object reprs)."""
     if type(err).__name__ == "UnidentifiedImageError":
         return "not a recognised image format"
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    text = first_line(err)
     return text if " object at 0x" not in text else type(err).__name__
 
 

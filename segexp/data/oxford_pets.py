@@ -33,7 +33,7 @@ from segexp.data.keys import class_info, fill_value, opt, require_root
 from segexp.data.mask_map import mask_map_from_cfg
 from segexp.data.pairing import list_files, paired_samples
 from segexp.data.source import DataSource
-from segexp.errors import ConfigError, DataError
+from segexp.errors import ConfigError, DataError, first_line
 
 LAYOUT = "<root>/images/*.jpg and <root>/annotations/trimaps/*.png (format=raw)"
 TFDS_LAYOUT = "a prepared TFDS directory <root>/oxford_iiit_pet/<version>/ (format=tfds)"
@@ -136,8 +136,7 @@ def load_tfds(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -
             s: builder.as_dataset(split=s, shuffle_files=False) for s in (train_split, test_split)
         }
     except Exception as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"cannot read TFDS {name} under {root}: {msg}") from None
+        raise DataError(f"cannot read TFDS {name} under {root}: {first_line(err)}") from None
     train_idx, val_idx = splitlib.carve(np.arange(n_train), val_share, seed)
     train_idx = splitlib.limit(train_idx, cfg.get("train_size"), seed)
     in_val = np.zeros(n_train, bool)
@@ -183,8 +182,7 @@ def load_tfds(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -
     try:  # fail now, not in the first epoch, when the records cannot be read
         next(iter(splits["test"].take(1)))
     except Exception as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"cannot read TFDS {name} under {root}: {msg}") from None
+        raise DataError(f"cannot read TFDS {name} under {root}: {first_line(err)}") from None
     data_dir = Path(str(builder.data_dir))
     files = sorted(p for p in data_dir.rglob("*") if p.is_file()) if data_dir.exists() else []
     fingerprint = splitlib.digest(

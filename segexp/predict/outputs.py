@@ -148,7 +148,6 @@ def predict_files(
 ) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Segment ``files`` into ``output``; returns (written mask paths, [(failed file, reason)]).
     ``keep``, if given, receives each segmented input's class-id mask."""
-    import numpy as np
     from PIL import Image
 
     out_dir = Path(output).expanduser()

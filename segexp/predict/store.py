@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from segexp.errors import ConfigError
+from segexp.errors import ConfigError, first_line
 from segexp.predict.contract import complete_meta, infer_meta_from_model, model_io, warn
 
 META_FILE = "segexp_meta.json"
@@ -101,18 +101,13 @@ def _load_keras(path: Path) -> Any:
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as err:  # noqa: BLE001
-        raise ConfigError(f"model={path}: cannot load Keras model ({_first_line(err)})") from None
+        raise ConfigError(f"model={path}: cannot load Keras model ({first_line(err)})") from None
 
 
 def _import_custom_objects() -> None:
     """Import segexp.models so its registered custom layers deserialize."""
     with contextlib.suppress(Exception):
         import segexp.models  # noqa: F401
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def _load_local(path: Path) -> tuple[Any, dict[str, Any] | None]:
@@ -136,7 +131,7 @@ def _load_local(path: Path) -> tuple[Any, dict[str, Any] | None]:
             return mlflow.keras.load_model(str(path)), meta
         except Exception as err:  # noqa: BLE001
             raise ConfigError(
-                f"model={path}: cannot load MLflow model ({_first_line(err)})"
+                f"model={path}: cannot load MLflow model ({first_line(err)})"
             ) from None
     if (path / KERAS_FILE).is_file():
         return _load_keras(path / KERAS_FILE), _read_meta_file(path / META_FILE)
@@ -191,7 +186,7 @@ def load_model_and_meta(uri: str, *, tracking_uri: str | None = None) -> tuple[A
             shutil.rmtree(tmp, ignore_errors=True)
             raise ConfigError(
                 f"model={uri}: cannot download from tracking URI {store} "
-                f"({_first_line(err)}); tracking_uri= selects the store that holds it"
+                f"({first_line(err)}); tracking_uri= selects the store that holds it"
             ) from None
         try:
             model, meta = _load_local(Path(local))
