@@ -15,7 +15,7 @@ import numpy as np
 
 from segexp.data import split as splitlib
 from segexp.data.array_source import build_array_source
-from segexp.data.keys import opt, resolve
+from segexp.data.keys import opt, require_root, resolve
 from segexp.data.source import DataSource
 from segexp.errors import ConfigError, DataError, first_line
 
@@ -57,15 +57,7 @@ def load_array(path: Path, key: str | None = None, what: str = "array") -> np.nd
 
 def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> DataSource:
     """Load images and masks from ``.npy`` / ``.npz`` files under ``cfg.root``."""
-    root = cfg.get("root")
-    if root in (None, "", "???"):
-        raise ConfigError(
-            f"dataset.root is not set for dataset=arrays (set dataset.root=<dir>); "
-            f"expected {LAYOUT}"
-        )
-    root_path = Path(str(root)).expanduser()
-    if not root_path.exists():
-        raise DataError(f"dataset.root={root_path} does not exist; expected {LAYOUT}")
+    root_path = require_root(cfg, dataset="arrays", layout=LAYOUT)
     paths = {k: resolve(root_path, cfg.get(k)) for k in ("images", "masks") if cfg.get(k)}
     if len(paths) < 2:
         raise ConfigError(f"dataset=arrays needs dataset.images and dataset.masks; {LAYOUT}")

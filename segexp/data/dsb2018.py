@@ -72,12 +72,10 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
             lonely_images.append(f"{d.name}/images/{image.name}")
         else:
             samples.append(Sample(d.name, image, masks))
-    skipped: list[str] = []
-    check_unpaired(
+    skipped = check_unpaired(
         lonely_images,
         lonely_masks,
-        skip_bad=bool(opt(cfg, "skip_bad", False)),
-        skipped=skipped,
+        cfg,
         images_dir=root,
         masks_dir=root,
         hint="each <id>/ needs images/<id>.png and masks/*.png",

@@ -106,16 +106,17 @@ def _names(paths: Sequence[Any]) -> str:
 def check_unpaired(
     lonely_images: Sequence[Any],
     lonely_masks: Sequence[Any],
+    cfg: Any,
     *,
-    skip_bad: bool,
-    skipped: list[str],
     images_dir: Any = "",
     masks_dir: Any = "",
     hint: str = "pairing: dataset.image_pattern/mask_pattern",
-) -> None:
-    """One-line DataError for unpaired files, or record them as skipped when ``skip_bad``."""
+) -> list[str]:
+    """One-line DataError for unpaired files, or (``dataset.skip_bad``) the list of them as
+    skipped samples."""
+    skipped: list[str] = []
     if not lonely_images and not lonely_masks:
-        return
+        return skipped
     parts = []
     if lonely_images:
         parts.append(
@@ -125,10 +126,11 @@ def check_unpaired(
         parts.append(
             f"{len(lonely_masks)} mask(s) without images in {masks_dir} ({_names(lonely_masks)})"
         )
-    if not skip_bad:
+    if not bool(opt(cfg, "skip_bad", False)):
         raise DataError("; ".join(parts) + f" ({hint}; dataset.skip_bad=true skips them)")
     skipped.extend(f"{_display(p)}: image without mask" for p in lonely_images)
     skipped.extend(f"{_display(p)}: mask without image" for p in lonely_masks)
+    return skipped
 
 
 def paired_samples(
@@ -148,14 +150,8 @@ def paired_samples(
     pairs, lonely_images, lonely_masks = pair_files(
         images, masks, image_pattern=cfg.get("image_pattern"), mask_pattern=cfg.get("mask_pattern")
     )
-    skipped: list[str] = []
-    check_unpaired(
-        lonely_images,
-        lonely_masks,
-        skip_bad=bool(opt(cfg, "skip_bad", False)),
-        skipped=skipped,
-        images_dir=images_dir,
-        masks_dir=masks_dir,
+    skipped = check_unpaired(
+        lonely_images, lonely_masks, cfg, images_dir=images_dir, masks_dir=masks_dir
     )
     if not pairs:
         raise DataError(f"no {what} pairs in {images_dir} and {masks_dir}")
