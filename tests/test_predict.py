@@ -403,8 +403,12 @@ def test_cli_errors(tmp_path: Path, capsys):
 
 def test_hydra_app_writes_only_its_outputs(tmp_path: Path, monkeypatch, capsys):
     """The Hydra app run in a working directory leaves there only what it was asked to write
-    (no .hydra, log or output folder); `--cfg job` prints the composed keys and runs nothing;
-    `--help` lists the schema's defaults without starting TensorFlow."""
+    (no .hydra, log or output folder) and Hydra's job config as it found it; `--cfg job` prints
+    the composed keys and runs nothing; `--help` lists the schema's defaults without starting
+    TensorFlow."""
+    from hydra.core.hydra_config import HydraConfig
+
+    before = HydraConfig.instance().cfg
     model = threshold_model(TILE)
     model_dir = store.save_local(model, meta_for(model), tmp_path / "m")
     gray = random_gray(20, 36)
@@ -419,6 +423,7 @@ def test_hydra_app_writes_only_its_outputs(tmp_path: Path, monkeypatch, capsys):
     assert sorted(p.name for p in work.iterdir()) == []
     assert app.main(args) == 0, capsys.readouterr().err
     assert sorted(p.name for p in work.rglob("*")) == ["out", "x.png"]
+    assert HydraConfig.instance().cfg is before  # a later in-process job sees no stale config
     mask = np.asarray(Image.open(work / "out" / "x.png"))
     np.testing.assert_array_equal(mask, expected_threshold_mask(gray))
 

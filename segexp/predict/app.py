@@ -205,13 +205,17 @@ def _app(cfg: DictConfig) -> None:
 
 @contextlib.contextmanager
 def _command_line(argv: list[str]) -> Iterator[None]:
-    """``sys.argv`` as Hydra reads it, restored afterwards."""
-    saved = sys.argv
+    """``sys.argv`` as Hydra reads it; afterwards ``sys.argv`` and Hydra's job config as they
+    were, so that a later Hydra job in this process does not see this one's."""
+    from hydra.core.hydra_config import HydraConfig
+
+    saved, saved_cfg = sys.argv, HydraConfig.instance().cfg
     sys.argv = [PROG, *argv]
     try:
         yield
     finally:
         sys.argv = saved
+        HydraConfig.instance().cfg = saved_cfg
 
 
 def main(argv: list[str] | None = None) -> int:
