@@ -211,12 +211,6 @@ def scores(
     return out
 
 
-def _crop_to(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Centre-crop ``arr`` to ``shape`` (the output crop of valid-padding networks)."""
-    dh, dw = (arr.shape[0] - shape[0]) // 2, (arr.shape[1] - shape[1]) // 2
-    return arr[dh : dh + shape[0], dw : dw + shape[1]]
-
-
 def evaluate_split(
     model: Any, batches: Any, source: Any, dataset_cfg: Any, head: str, split: str = "test"
 ) -> dict[str, float]:
@@ -237,9 +231,13 @@ def evaluate_split(
     stream = (getattr(source, "instances", None) or {}).get(split)
     instances = None
     if stream is not None:
-        instances = [
-            _crop_to(np.asarray(m)[..., 0], t.shape) for m, t in zip(stream, trues, strict=True)
-        ]
+        from segexp.data.pipeline import center_crop_mask
+
+        instances = []
+        for ids, true in zip(stream, trues, strict=True):  # ids as the model output: cropped
+            ids = np.asarray(ids)
+            crop = ((ids.shape[0] - true.shape[0]) // 2, (ids.shape[1] - true.shape[1]) // 2)
+            instances.append(center_crop_mask(ids, crop)[..., 0])
     found = scores(
         preds,
         trues,

@@ -15,3 +15,9 @@ class DataError(SegexpError):
 
 class TrackingError(SegexpError):
     """The MLflow tracking store cannot be used."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

@@ -641,10 +641,10 @@ def figure_title(job: Job) -> str:
 
 def inference_meta(cfg: DictConfig, model: keras.Model, source, head: str, task: str) -> dict:
     """What `segexp-predict` needs to preprocess new images like the training data."""
-    from segexp.data.decode import training_geometry
+    from segexp.data.geometry import training_geometry
     from segexp.models import input_range
-    from segexp.predict import inference_meta as meta_for
-    from segexp.predict_scores import dataset_meta
+    from segexp.predict.contract import inference_meta as meta_for
+    from segexp.predict.scores import dataset_meta
 
     h, w, c = input_spec(cfg)
     meta = meta_for(

@@ -1,4 +1,5 @@
-"""Decoding, mask maps, geometry and split helpers (segexp.data.decode / segexp.data.split)."""
+"""Decoding, mask maps, geometry, prediction modes and split helpers (segexp.data.decode /
+mask_map / geometry / split, segexp.predict.contract)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import pytest
 import tifffile
 from PIL import Image
 
-from segexp.data import decode
+from segexp.data import decode, geometry
 from segexp.data import split as splitlib
+from segexp.data.mask_map import MaskMap
 from segexp.errors import ConfigError, DataError
+from segexp.predict.contract import predict_mode
 
 
 def test_read_image_formats(tmp_path):
@@ -64,18 +67,18 @@ def test_colour_mask_and_corrupt_file_are_named(tmp_path):
 
 
 def test_mask_map():
-    m = decode.MaskMap(2, {0: 0, 255: 1}, ignore_value=None)
+    m = MaskMap(2, {0: 0, 255: 1}, ignore_value=None)
     raw = np.array([[0, 255], [7, 3]], np.uint8)
     assert m.invalid_values(raw) == [3, 7]
-    m = decode.MaskMap(3, {1: 1, 2: 0, 3: 2}, ignore_value=255)
+    m = MaskMap(3, {1: 1, 2: 0, 3: 2}, ignore_value=255)
     raw = np.array([[1, 2], [3, 255]], np.uint8)
     assert m.invalid_values(raw) == []
     np.testing.assert_array_equal(m.apply(raw), [[1, 0], [2, 255]])
     np.testing.assert_array_equal(m.class_counts(m.apply(raw)), [1, 1, 1])
-    thr = decode.MaskMap(2, None, threshold=128)
+    thr = MaskMap(2, None, threshold=128)
     np.testing.assert_array_equal(thr.apply(np.array([0, 127, 128, 250])), [0, 0, 1, 1])
     with pytest.raises(ConfigError, match="maps 255 to 4"):
-        decode.MaskMap(2, {255: 4})
+        MaskMap(2, {255: 4})
 
 
 def test_resize_keeps_exact_labels_and_tiles():
@@ -85,16 +88,16 @@ def test_resize_keeps_exact_labels_and_tiles():
     mask = rng.choice([0, 1, 2, 255], size=(37, 53, 1)).astype(np.int32)
     image = rng.random((37, 53, 3)).astype(np.float32)
     for mode in ("resize", "crop", "pad"):
-        im, m = decode.resize_pair(tf.constant(image), tf.constant(mask), (32, 32), mode, 255)
+        im, m = geometry.resize_pair(tf.constant(image), tf.constant(mask), (32, 32), mode, 255)
         assert im.shape == (32, 32, 3) and m.shape == (32, 32, 1) and m.dtype == tf.int32
         assert set(np.unique(m.numpy())) <= {0, 1, 2, 255}
         assert float(tf.reduce_min(im)) >= 0.0 and float(tf.reduce_max(im)) <= 1.0
-    _, m = decode.resize_pair(tf.constant(image), tf.constant(mask), (64, 64), "crop", 255)
+    _, m = geometry.resize_pair(tf.constant(image), tf.constant(mask), (64, 64), "crop", 255)
     assert (m.numpy()[0] == 255).all()  # padded rows carry the ignore value
-    ti, tm = decode.tile_pair(tf.constant(image), tf.constant(mask), 16)
+    ti, tm = geometry.tile_pair(tf.constant(image), tf.constant(mask), 16)
     assert ti.shape == (6, 16, 16, 3) and tm.shape == (6, 16, 16, 1)
     np.testing.assert_array_equal(tm[1].numpy(), mask[0:16, 16:32])
-    assert decode.tiles_per_image((37, 53), 16) == 6
+    assert geometry.tiles_per_image((37, 53), 16) == 6
 
 
 def test_splits_are_deterministic_and_disjoint():
@@ -125,34 +128,34 @@ def test_fingerprints_follow_content(tmp_path):
 def test_training_geometry_and_predict_mode():
     """The contract names what training did; auto maps whole-image resizing to resize and
     native-resolution training (tiles, crops, generated images) to tile, and says why."""
-    resize = decode.training_geometry({"resize": "resize", "tile": None}, (64, 48))
+    resize = geometry.training_geometry({"resize": "resize", "tile": None}, (64, 48))
     assert resize == {
         "size": [64, 48],
         "image_interpolation": "bilinear_antialias",
         "mask_interpolation": "nearest",
         "kind": "resize",
     }
-    assert decode.predict_mode(resize) == (
+    assert predict_mode(resize) == (
         "resize",
         "because the model was trained on whole images resized to 64x48",
     )
-    pad = decode.training_geometry({"resize": "pad"}, (32, 32))
-    assert decode.predict_mode(pad)[0] == "resize" and "letterbox" in decode.predict_mode(pad)[1]
-    tile = decode.training_geometry({"resize": "resize", "tile": 256}, (256, 256))
+    pad = geometry.training_geometry({"resize": "pad"}, (32, 32))
+    assert predict_mode(pad)[0] == "resize" and "letterbox" in predict_mode(pad)[1]
+    tile = geometry.training_geometry({"resize": "resize", "tile": 256}, (256, 256))
     assert tile["kind"] == "tile" and tile["tile"] == 256
-    assert decode.predict_mode(tile) == (
+    assert predict_mode(tile) == (
         "tile",
         "because the model was trained on native-resolution 256x256 tiles (dataset.tile=256)",
     )
-    assert decode.predict_mode(decode.training_geometry({"resize": "crop"}, (8, 8)))[0] == "tile"
-    native = decode.training_geometry({"image_size": [64, 64]}, (64, 64))  # synthetic: no resize
-    assert native["kind"] == "native" and decode.predict_mode(native)[0] == "tile"
-    mode, why = decode.predict_mode(tile, "resize")
+    assert predict_mode(geometry.training_geometry({"resize": "crop"}, (8, 8)))[0] == "tile"
+    native = geometry.training_geometry({"image_size": [64, 64]}, (64, 64))  # synthetic: no resize
+    assert native["kind"] == "native" and predict_mode(native)[0] == "tile"
+    mode, why = predict_mode(tile, "resize")
     assert mode == "resize" and why.startswith("as requested")
-    mode, why = decode.predict_mode(None)
+    mode, why = predict_mode(None)
     assert mode == "tile" and "records no training geometry" in why and "mode=resize" in why
     with pytest.raises(ConfigError, match=r"mode='grid': expected one of auto, resize, tile"):
-        decode.predict_mode(resize, "grid")
+        predict_mode(resize, "grid")
 
 
 @pytest.mark.parametrize("kind", ["resize", "pad"])
@@ -166,21 +169,23 @@ def test_model_grid_is_the_training_resampling(kind):
     image = rng.random((45, 70, 3)).astype(np.float32)
     mask = np.zeros((45, 70, 1), np.int32)
     mask[10:30, 20:50] = 1
-    geo = decode.training_geometry({"resize": kind}, (32, 32))
-    train_im, train_mask = decode.resize_pair(
+    geo = geometry.training_geometry({"resize": kind}, (32, 32))
+    train_im, train_mask = geometry.resize_pair(
         tf.constant(image), tf.constant(mask), (32, 32), kind, 255
     )
     np.testing.assert_allclose(
-        decode.to_model_grid(image, geo, "resize"), train_im.numpy(), atol=1e-6
+        geometry.to_model_grid(image, geo, "resize"), train_im.numpy(), atol=1e-6
     )
-    back = decode.from_model_grid(train_mask.numpy()[..., 0], (45, 70), geo, "resize", labels=True)
+    back = geometry.from_model_grid(
+        train_mask.numpy()[..., 0], (45, 70), geo, "resize", labels=True
+    )
     assert back.shape == (45, 70) and set(np.unique(back)) == {0, 1}
     inner = back[14:26, 26:44]  # well inside the box, away from resampled edges
     assert (inner == 1).all() and back[:5].max() == 0 and back[:, :12].max() == 0
     m = train_mask.numpy()[..., 0]
     probs = np.stack([m == 0, m == 1], -1).astype(np.float32)  # padded pixels sum to 0
     assert (kind == "pad") == bool((probs.sum(-1) == 0).any())
-    soft = decode.from_model_grid(probs, (45, 70), geo, "resize", labels=False)
+    soft = geometry.from_model_grid(probs, (45, 70), geo, "resize", labels=False)
     assert soft.shape == (45, 70, 2) and soft.dtype == np.float32
     np.testing.assert_allclose(soft.sum(-1), 1.0, atol=1e-5)  # no padding resampled in
 
@@ -193,22 +198,22 @@ def test_model_grid_keeps_a_0_255_input_range(kind):
 
     image = np.random.default_rng(2).random((45, 70, 3)).astype(np.float32)
     mask = np.zeros((45, 70, 1), np.int32)
-    geo = decode.training_geometry({"resize": kind}, (32, 32))
-    train_im, _ = decode.resize_pair(tf.constant(image), tf.constant(mask), (32, 32), kind, 0)
-    grid = decode.to_model_grid(image * np.float32(255), geo, "resize")
+    geo = geometry.training_geometry({"resize": kind}, (32, 32))
+    train_im, _ = geometry.resize_pair(tf.constant(image), tf.constant(mask), (32, 32), kind, 0)
+    grid = geometry.to_model_grid(image * np.float32(255), geo, "resize")
     assert grid.max() > 100  # not clipped to 1
     np.testing.assert_allclose(grid, train_im.numpy() * 255, atol=1e-3)
 
 
 def test_tile_grid_rescales_like_resized_tiles():
     """Training cut 64-px tiles and resized them to 32x32: predict halves the image first."""
-    geo = decode.training_geometry({"resize": "resize", "tile": 64}, (32, 32))
+    geo = geometry.training_geometry({"resize": "resize", "tile": 64}, (32, 32))
     image = np.random.default_rng(2).random((100, 60, 1)).astype(np.float32)
-    assert decode.to_model_grid(image, geo, "tile").shape == (50, 30, 1)
-    native = decode.training_geometry({"resize": "resize", "tile": 32}, (32, 32))
-    assert decode.to_model_grid(image, native, "tile") is image
+    assert geometry.to_model_grid(image, geo, "tile").shape == (50, 30, 1)
+    native = geometry.training_geometry({"resize": "resize", "tile": 32}, (32, 32))
+    assert geometry.to_model_grid(image, native, "tile") is image
     labels = np.zeros((50, 30), np.uint8)
-    assert decode.from_model_grid(labels, (100, 60), geo, "tile", labels=True).shape == (100, 60)
+    assert geometry.from_model_grid(labels, (100, 60), geo, "tile", labels=True).shape == (100, 60)
 
 
 def test_value_range_is_one_rule_for_files_and_arrays():

@@ -126,3 +126,12 @@ def test_corrupt_values_and_size_errors(tmp_path):
             3,
             0,
         )
+
+
+def test_dataset_name_of_a_helper_module_is_not_a_loader():
+    """dataset.name must name a loader module; the shared helpers beside them are refused in
+    one line naming the module."""
+    cfg = dataset_cfg("folder")
+    cfg.name = "pairing"
+    with pytest.raises(ConfigError, match=r"segexp/data/pairing.py is not a loader"):
+        load_source(cfg, (16, 16), 1, 0)

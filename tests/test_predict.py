@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -10,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segexp import inference as inf
-from segexp import predict
 from segexp.errors import ConfigError
+from segexp.predict import app, contract, outputs, store
+from segexp.predict import inference as inf
+from segexp.predict.schema import PredictConfig
 
 TILE = 32
 REQS = ["keras", "tensorflow"]  # skips MLflow's slow requirement inference in log_model
@@ -83,7 +86,7 @@ def symmetric_model() -> keras.Model:
 
 def meta_for(model, size=TILE, channels=1, num_classes=2, head="sigmoid", **kw) -> dict:
     names = [f"c{i}" for i in range(num_classes)]
-    return predict.inference_meta(
+    return contract.inference_meta(
         model,
         input_size=[size, size],
         channels=channels,
@@ -95,7 +98,7 @@ def meta_for(model, size=TILE, channels=1, num_classes=2, head="sigmoid", **kw) 
 
 
 def segmenter(model, meta, **kw) -> inf.Segmenter:
-    return predict.make_predictor(model, meta, predict.PredictConfig(**kw))
+    return inf.make_predictor(model, meta, PredictConfig(**kw))
 
 
 def predictor(model, meta, **kw) -> inf.TiledPredictor:
@@ -262,16 +265,16 @@ def test_model_input_uses_the_loaders_decoding(tmp_path: Path):
     tifffile.imwrite(tmp_path / "f.tif", gray.astype(np.float32))  # 0..255 floats
     expected = gray.astype(np.float32) / 255.0
     for name in ("g.png", "a.png", "p.png", "16.png", "f.tif"):
-        one = inf.model_input(tmp_path / name, 1)
-        three = inf.model_input(tmp_path / name, 3)
+        one = outputs.model_input(tmp_path / name, 1)
+        three = outputs.model_input(tmp_path / name, 3)
         assert one.shape == (9, 13, 1) and three.shape == (9, 13, 3)
         assert one.dtype == np.float32
         np.testing.assert_allclose(one[..., 0], expected, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(three, np.repeat(one, 3, -1), atol=1e-6, err_msg=name)
     np.testing.assert_allclose(
-        inf.model_input(tmp_path / "g.png", 1, input_range=255.0)[..., 0], gray, atol=1e-4
+        outputs.model_input(tmp_path / "g.png", 1, input_range=255.0)[..., 0], gray, atol=1e-4
     )
-    np.testing.assert_array_equal(inf.model_input(tmp_path / "g.png", 1, "none")[..., 0], gray)
+    np.testing.assert_array_equal(outputs.model_input(tmp_path / "g.png", 1, "none")[..., 0], gray)
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,13 +306,13 @@ def write_images(folder: Path) -> dict[str, np.ndarray]:
 
 def test_cli_folder_with_corrupt_file(tmp_path: Path, capsys):
     model = threshold_model(TILE)
-    model_dir = predict.save_local(model, meta_for(model), tmp_path / "m")
+    model_dir = store.save_local(model, meta_for(model), tmp_path / "m")
     grays = write_images(tmp_path / "in")
     (tmp_path / "in" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not an image")
     (tmp_path / "in" / "notes.txt").write_text("not an image, skipped")
     out = tmp_path / "out"
 
-    code = predict.main(
+    code = app.main(
         [f"model={model_dir}", f"input={tmp_path / 'in'}", f"output={out}", "overlay=true"]
     )
     captured = capsys.readouterr()
@@ -332,11 +335,11 @@ def test_cli_folder_with_corrupt_file(tmp_path: Path, capsys):
 
 def test_cli_palette_probs_tta_and_keras_file(tmp_path: Path):
     model = threshold_model(TILE, channels=3)
-    model_dir = predict.save_local(model, meta_for(model, channels=3), tmp_path / "m")
+    model_dir = store.save_local(model, meta_for(model, channels=3), tmp_path / "m")
     gray = random_gray(45, 70)
     Image.fromarray(gray).save(tmp_path / "x.png")
     out = tmp_path / "out"
-    code = predict.main(
+    code = app.main(
         [
             f"model={model_dir / 'model.keras'}",
             f"input={tmp_path}/*.png",
@@ -370,7 +373,7 @@ def test_input_range_and_none_normalization(tmp_path: Path):
     for extra in ({"input_range": 255.0}, {"normalization": "none"}):
         meta = meta_for(model, **extra)
         pred = segmenter(model, meta)
-        written, failed = predict.predict_files(
+        written, failed = outputs.predict_files(
             [tmp_path / "x.png"], tmp_path / "o", pred, meta, progress=False
         )
         assert not failed
@@ -380,29 +383,71 @@ def test_input_range_and_none_normalization(tmp_path: Path):
 
 
 def test_cli_errors(tmp_path: Path, capsys):
-    assert predict.main(["model=a", "input=b", "output=c", "colour=1"]) == 2
+    assert app.main(["model=a", "input=b", "output=c", "colour=1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "unknown key 'colour'" in err and "tile_overlap" in err and "tracking_uri" in err
-    assert predict.main(["model=a", "input=b", "output=c", "tta=maybe"]) == 2
+    assert app.main(["model=a", "input=b", "output=c", "tta=maybe"]) == 2
     assert "tta" in capsys.readouterr().err
-    assert predict.main(["model=a", "input=b", "output=c", "mode=grid"]) == 2
+    assert app.main(["model=a", "input=b", "output=c", "mode=grid"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "mode='grid': expected one of auto, resize, tile" in err
-    assert predict.main(["input=b", "output=c"]) == 2
+    assert app.main(["input=b", "output=c"]) == 2
     assert "model=..." in capsys.readouterr().err
     Image.fromarray(random_gray(8, 8)).save(tmp_path / "x.png")
-    assert predict.main([f"model={tmp_path / 'nope'}", f"input={tmp_path}", "output=o"]) == 2
+    assert app.main([f"model={tmp_path / 'nope'}", f"input={tmp_path}", "output=o"]) == 2
     assert "nope" in capsys.readouterr().err
-    assert predict.main(["--help"]) == 0
+    assert app.main(["--help"]) == 0
     assert "batch_size=8" in capsys.readouterr().out
+
+
+def test_hydra_app_writes_only_its_outputs(tmp_path: Path, monkeypatch, capsys):
+    """The Hydra app run in a working directory leaves there only what it was asked to write
+    (no .hydra, log or output folder) and Hydra's job config as it found it; `--cfg job` prints
+    the composed keys and runs nothing; `--help` lists the schema's defaults without starting
+    TensorFlow."""
+    from hydra.core.hydra_config import HydraConfig
+
+    before = HydraConfig.instance().cfg
+    model = threshold_model(TILE)
+    model_dir = store.save_local(model, meta_for(model), tmp_path / "m")
+    gray = random_gray(20, 36)
+    Image.fromarray(gray).save(tmp_path / "x.png")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    args = [f"model={model_dir}", f"input={tmp_path / 'x.png'}", "output=out"]
+    assert app.main(["--cfg", "job", *args, "batch_size=3"]) == 0
+    out = capsys.readouterr().out
+    assert "batch_size: 3" in out and "tile_overlap: 0.25" in out
+    assert sorted(p.name for p in work.iterdir()) == []
+    assert app.main(args) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in work.rglob("*")) == ["out", "x.png"]
+    assert HydraConfig.instance().cfg is before  # a later in-process job sees no stale config
+    mask = np.asarray(Image.open(work / "out" / "x.png"))
+    np.testing.assert_array_equal(mask, expected_threshold_mask(gray))
+
+    code = (
+        "import sys\nfrom segexp.predict.app import main\nassert main(['--help']) == 0\n"
+        "assert 'tensorflow' not in sys.modules, 'TensorFlow imported for --help'\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": root},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "batch_size=8" in done.stdout and "tile_overlap=0.25" in done.stdout
 
 
 def test_model_without_metadata_is_inferred(tmp_path: Path, capsys):
     model = unet_like(TILE)
     path = tmp_path / "plain.keras"
     model.save(path)
-    loaded, meta = predict.load_model_and_meta(str(path))
+    loaded, meta = store.load_model_and_meta(str(path))
     assert "no segexp metadata" in capsys.readouterr().err
     assert meta["input_size"] == [TILE, TILE] and meta["channels"] == 1
     assert meta["num_classes"] == 3 and meta["head"] == "softmax"
@@ -430,14 +475,14 @@ def test_mlflow_runs_and_registry_uris(tmp_path: Path, mlflow_store: str, capsys
     model = threshold_model(TILE)
     meta = meta_for(model)
     with mlflow.start_run() as run:
-        predict.log_model(model, meta, name="model", pip_requirements=REQS)  # + meta json
+        store.log_model(model, meta, name="model", pip_requirements=REQS)  # + meta json
     with mlflow.start_run() as plain_run:  # the contract: metadata in MLmodel only
         mlflow.keras.log_model(
             model, name="model", metadata={"segexp": meta}, pip_requirements=REQS
         )
 
     for run_id in (run.info.run_id, plain_run.info.run_id):
-        loaded, got = predict.load_model_and_meta(f"runs:/{run_id}/model")
+        loaded, got = store.load_model_and_meta(f"runs:/{run_id}/model")
         assert got["input_size"] == meta["input_size"] and got["head"] == "sigmoid"
         assert loaded.input_shape == (None, TILE, TILE, 1)
     logged = mlflow.search_logged_models(
@@ -446,15 +491,15 @@ def test_mlflow_runs_and_registry_uris(tmp_path: Path, mlflow_store: str, capsys
     files = {Path(a.path).name for a in mlflow.artifacts.list_artifacts(logged[0].model_uri)}
     assert "segexp_meta.json" in files and "MLmodel" in files
 
-    version = predict.register_model(plain_run.info.run_id, "tiny-seg")
+    version = store.register_model(plain_run.info.run_id, "tiny-seg")
     assert version == 1
-    _, reg_meta = predict.load_model_and_meta("models:/tiny-seg/1")
+    _, reg_meta = store.load_model_and_meta("models:/tiny-seg/1")
     assert reg_meta["input_size"] == [TILE, TILE]
 
     gray = random_gray(50, 41)
     Image.fromarray(gray).save(tmp_path / "img.png")
     mlflow.set_tracking_uri("sqlite:///elsewhere.db")  # the CLI key must select the store
-    code = predict.main(
+    code = app.main(
         [
             "model=models:/tiny-seg/1",
             f"input={tmp_path / 'img.png'}",
@@ -466,7 +511,7 @@ def test_mlflow_runs_and_registry_uris(tmp_path: Path, mlflow_store: str, capsys
     mask = np.asarray(Image.open(tmp_path / "out" / "img.png"))
     np.testing.assert_array_equal(mask, expected_threshold_mask(gray))
     assert (
-        predict.main(
+        app.main(
             [
                 "model=models:/missing/3",
                 f"input={tmp_path}",
@@ -489,7 +534,7 @@ def test_runs_uri_from_another_directory_creates_no_store(
 
     model = threshold_model(TILE)
     with mlflow.start_run() as run:
-        predict.log_model(model, meta_for(model), name="model", pip_requirements=REQS)
+        store.log_model(model, meta_for(model), name="model", pip_requirements=REQS)
     Image.fromarray(random_gray(8, 8)).save(tmp_path / "x.png")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -497,14 +542,14 @@ def test_runs_uri_from_another_directory_creates_no_store(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     mlflow.set_tracking_uri(None)  # MLflow's default: sqlite:///mlflow.db in the cwd
     args = [f"model=runs:/{run.info.run_id}/model", f"input={tmp_path / 'x.png'}", "output=o"]
-    assert predict.main(args) == 2
+    assert app.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert "no tracking store at" in err and "mlflow.db" in err and "tracking_uri=" in err
     assert sorted(p.name for p in elsewhere.iterdir()) == []
 
     missing = "0123456789abcdef0123456789abcdef"
-    code = predict.main([f"model=runs:/{missing}/model", *args[1:], f"tracking_uri={mlflow_store}"])
+    code = app.main([f"model=runs:/{missing}/model", *args[1:], f"tracking_uri={mlflow_store}"])
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err

@@ -6,7 +6,7 @@ import numpy as np
 from mlflow import MlflowClient
 from PIL import Image
 
-from segexp.predict import main as predict_main
+from segexp.predict.app import main as predict_main
 from tests.conftest import TINY
 
 

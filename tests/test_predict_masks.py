@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segexp.predict import load_model_and_meta, save_local
-from segexp.predict import main as predict_main
+from segexp.predict.app import main as predict_main
+from segexp.predict.store import load_model_and_meta, save_local
 from tests._e2e import train_run
 from tests.test_predict import threshold_model
 from tests.test_predict_parity import BASE, write_blobs

@@ -11,9 +11,9 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from segexp import metrics
-from segexp.data import decode
+from segexp.data import decode, geometry
 from segexp.data import split as splitlib
-from segexp.predict import main as predict_main
+from segexp.predict.app import main as predict_main
 from tests._e2e import train_run
 
 SPLIT = {"train": 0.6, "val": 0.2, "test": 0.2}
@@ -89,7 +89,7 @@ def read_ids(path: Path) -> np.ndarray:
 
 def to_grid(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Class ids resampled to the training grid the way the loader resamples masks."""
-    return np.asarray(decode.resample(ids[..., None], size, labels=True))[..., 0]
+    return np.asarray(geometry.resample(ids[..., None], size, labels=True))[..., 0]
 
 
 def run_and_predict(compose, tmp_path, store, overrides, images, *extra):

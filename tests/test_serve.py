@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segexp.inference import call_model
+from segexp.predict.inference import call_model
 from tests._e2e import ONE_EPOCH, train_run
 from tests._runs import free_port
 

@@ -1,4 +1,9 @@
-"""Dataset loaders: each `segexp.data.<name>` module has ``load(cfg, size, channels, seed)``."""
+"""Dataset loaders: ``dataset.name`` names a module ``segexp.data.<name>`` with ``load(cfg, size,
+channels, seed)`` (synthetic, folder, arrays, oxford_pets, dsb2018, isbi2012, mnist). What they
+share: ``keys`` (dataset keys), ``decode`` (reading files), ``mask_map`` (stored values to class
+ids), ``geometry`` (tile/resize/crop/pad), ``pairing`` and ``validate`` (file samples),
+``file_source`` and ``array_source`` (streaming them as a ``source.DataSource``), ``split``, and
+``pipeline`` (the tf.data input of ``model.fit``)."""
 
 from __future__ import annotations
 
@@ -16,11 +21,14 @@ if TYPE_CHECKING:
 
 def _loader(name: str):
     try:
-        return importlib.import_module(f"segexp.data.{name}")
+        module = importlib.import_module(f"segexp.data.{name}")
     except ModuleNotFoundError as err:
         if err.name != f"segexp.data.{name}":
             raise
         raise ConfigError(f"dataset.name={name!r}: no loader segexp/data/{name}.py") from None
+    if not hasattr(module, "load"):
+        raise ConfigError(f"dataset.name={name!r}: segexp/data/{name}.py is not a loader (no load)")
+    return module
 
 
 def check_paths(dataset_cfg: DictConfig) -> None:
@@ -36,7 +44,7 @@ def check_paths(dataset_cfg: DictConfig) -> None:
     layout = getattr(module, "LAYOUT", None)
     if layout is None or dataset_cfg.get("root") in (None, "", "???"):
         return
-    from segexp.data.folder import require_root
+    from segexp.data.keys import require_root
 
     require_root(dataset_cfg, dataset=name, layout=layout, where=getattr(module, "WHERE", ""))
 

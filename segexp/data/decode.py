@@ -1,6 +1,6 @@
-"""The one preprocessing path of training and prediction: decoding image and mask files,
-channel conversion, range scaling, mask values to class ids, resampling/crop/pad/tile geometry
-and the input contract a model records (:func:`training_geometry`) and predict follows.
+"""Decoding image and mask files, the one reading path of training and prediction: channel
+conversion and range scaling of images, stored integer values of masks (class ids are
+:mod:`segexp.data.mask_map`'s, sizes :mod:`segexp.data.geometry`'s).
 
 Reading is done with Pillow (PNG, JPEG, GIF, BMP, WebP) and tifffile (TIFF), in NumPy, so the
 same code validates files eagerly at load time and decodes them inside ``tf.data`` (through
@@ -14,7 +14,8 @@ Images become float32 ``[H, W, C]`` in ``[0, 1]`` (:func:`value_range`, :func:`t
 - alpha is dropped (RGBA -> RGB, LA -> L), palette and CMYK images become RGB;
 - grayscale -> RGB repeats the channel, RGB -> grayscale uses ITU-R 601 luma (as Pillow does).
 
-Masks stay integers (raw stored values), then :class:`MaskMap` turns them into class ids:
+Masks stay integers (raw stored values), which :class:`~segexp.data.mask_map.MaskMap` turns
+into class ids:
 - palette masks give their palette *indices* (VOC style, e.g. a 255 "void" band), unless the
   palette is grey (r == g == b, typical for GIF), where the grey levels are used;
 - RGB(A) masks are accepted only when the three channels are equal; mode "1" gives 0 / 255.
@@ -23,17 +24,15 @@ Masks stay integers (raw stored values), then :class:`MaskMap` turns them into c
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from segexp.errors import ConfigError, DataError
+from segexp.errors import DataError, first_line
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp")
 TIFF_EXTENSIONS = (".tif", ".tiff")
-RESIZE_MODES = ("resize", "crop", "pad")
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -147,7 +146,7 @@ def _why(err: Exception) -> str:
     """A short reason for a decoding failure (no object reprs)."""
     if type(err).__name__ == "UnidentifiedImageError":
         return "not a recognised image format"
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    text = first_line(err)
     return text if " object at 0x" not in text else type(err).__name__
 
 
@@ -250,314 +249,3 @@ def integral(raw: np.ndarray, name: str = "mask") -> np.ndarray:
 def read_mask(path: str | Path, data: bytes | None = None, palette: str = "auto") -> np.ndarray:
     """Decode a mask file to its stored integer values ``[H, W]``."""
     return mask_plane(read_raw(path, data, mask=True, palette=palette), str(path))
-
-
-class MaskMap:
-    """Stored mask values -> class ids.
-
-    ``mask_values`` maps stored values to class ids (``None``: identity, values must already be
-    ``0..num_classes-1``). ``ignore_value`` (e.g. 255) is kept as-is so losses and metrics skip
-    it. ``threshold`` binarises instead: ``value >= threshold`` -> 1, else 0.
-    """
-
-    def __init__(
-        self,
-        num_classes: int,
-        mask_values: Mapping[Any, Any] | None = None,
-        ignore_value: int | None = None,
-        threshold: float | None = None,
-    ) -> None:
-        self.num_classes = int(num_classes)
-        self.ignore_value = None if ignore_value is None else int(ignore_value)
-        self.threshold = None if threshold is None else float(threshold)
-        if mask_values is None:
-            table = {i: i for i in range(self.num_classes)}
-        else:
-            try:
-                table = {int(k): int(v) for k, v in dict(mask_values).items()}
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"dataset.mask_values={dict(mask_values)}: expected a map of integers "
-                    "{stored value: class id}"
-                ) from None
-        for stored, cls in table.items():
-            if not (0 <= cls < self.num_classes) and cls != self.ignore_value:
-                raise ConfigError(
-                    f"dataset.mask_values maps {stored} to {cls}: class ids must be "
-                    f"0..{self.num_classes - 1} or ignore_value ({self.ignore_value})"
-                )
-        if self.ignore_value is not None and table.get(self.ignore_value, self.ignore_value) != (
-            self.ignore_value
-        ):
-            raise ConfigError(
-                f"dataset.mask_values maps {self.ignore_value} (dataset.ignore_value) to class "
-                f"{table[self.ignore_value]}: drop it from the map, e.g. "
-                "'dataset.mask_values={0:0,1:1}' (a plain override replaces the preset's map)"
-            )
-        if self.ignore_value is not None and self.ignore_value not in table:
-            table[self.ignore_value] = self.ignore_value
-        self.table = table
-        size = max(max(table) + 1, 256) if table else 256
-        self._lut = np.full(size, -1, np.int64)
-        for stored, cls in table.items():
-            if stored >= 0:
-                self._lut[stored] = cls
-
-    def describe(self) -> str:
-        """The accepted stored values, for error messages."""
-        if self.threshold is not None:
-            return f"any (threshold {self.threshold:g})"
-        return str(sorted(self.table))
-
-    def invalid_values(self, raw: np.ndarray, limit: int = 8) -> list[int]:
-        """Stored values in ``raw`` that the map does not cover (at most ``limit``)."""
-        if self.threshold is not None:
-            return []
-        values = _present_values(raw)
-        bad = [int(v) for v in values if int(v) not in self.table]
-        return bad[:limit]
-
-    def apply(self, raw: np.ndarray) -> np.ndarray:
-        """Map stored values to int32 class ids (unknown values become ignore_value or -1)."""
-        if self.threshold is not None:
-            return (raw >= self.threshold).astype(np.int32)
-        raw = np.asarray(raw)
-        if raw.size and (raw.min() < 0 or raw.max() >= len(self._lut)):
-            out = np.full(raw.shape, -1, np.int32)
-            for stored, cls in self.table.items():
-                out[raw == stored] = cls
-        else:
-            out = self._lut[raw].astype(np.int32)
-        if self.ignore_value is not None:
-            out[out < 0] = self.ignore_value
-        return out
-
-    def class_counts(self, ids: np.ndarray) -> np.ndarray:
-        """Pixel counts per class id (``num_classes`` entries; ignore pixels excluded)."""
-        ids = ids[(ids >= 0) & (ids < self.num_classes)]
-        return np.bincount(ids.ravel(), minlength=self.num_classes)[: self.num_classes]
-
-
-def _present_values(raw: np.ndarray) -> np.ndarray:
-    if raw.size and np.issubdtype(raw.dtype, np.integer) and raw.min() >= 0 and raw.max() < 70000:
-        return np.flatnonzero(np.bincount(raw.ravel()))
-    return np.unique(raw)
-
-
-def mask_map_from_cfg(cfg: Any, num_classes: int) -> MaskMap:
-    """Build the :class:`MaskMap` of a dataset config (keys mask_values, ignore_value,
-    mask_threshold)."""
-    values = cfg.get("mask_values")
-    if values is not None and hasattr(values, "items"):
-        values = {k: v for k, v in values.items()}
-    return MaskMap(num_classes, values, cfg.get("ignore_value"), cfg.get("mask_threshold"))
-
-
-# ----------------------------------------------------------------------------- TF geometry
-def resample(x: Any, size: Any, *, labels: bool = False) -> Any:
-    """Resize an ``[H, W, C]`` array or tensor to ``size``: bilinear with antialiasing for
-    images and probabilities, nearest neighbour for class ids (``labels``). The one resampling
-    rule of training (:func:`resize_pair`) and of prediction (:func:`to_model_grid`)."""
-    import tensorflow as tf
-
-    if labels:
-        return tf.image.resize(x, size, method="nearest")
-    return tf.image.resize(x, size, method="bilinear", antialias=True)
-
-
-def letterbox_size(shape: Any, size: tuple[int, int]) -> Any:
-    """``(h, w)`` an image of ``shape`` is scaled to before padding to ``size`` (``pad`` mode):
-    the aspect ratio kept, rounded half to even, at least 1, at most ``size``."""
-    import tensorflow as tf
-
-    h, w = int(size[0]), int(size[1])
-    shape = tf.cast(shape, tf.float32)
-    scale = tf.minimum(h / shape[0], w / shape[1])
-    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
-    return tf.minimum(new, [h, w])
-
-
-def resize_pair(
-    image: Any, mask: Any, size: tuple[int, int], mode: str = "resize", fill: int = 0
-) -> tuple[Any, Any]:
-    """Bring an ``(image, mask)`` pair to ``size`` (TF tensors, inside tf.data).
-
-    ``resize``: bilinear (antialiased) for the image, nearest neighbour for the mask.
-    ``crop``: centre crop, padding when smaller (image with 0, mask with ``fill``).
-    ``pad``: keep the aspect ratio, scale to fit, then pad (letterbox).
-    """
-    import tensorflow as tf
-
-    h, w = int(size[0]), int(size[1])
-    channels = image.shape[-1]
-    if mode == "resize":
-        image = resample(image, (h, w))
-        mask = resample(mask, (h, w), labels=True)
-    elif mode in ("crop", "pad"):
-        if mode == "pad":
-            new = letterbox_size(tf.shape(image)[:2], (h, w))
-            image = resample(image, new)
-            mask = resample(mask, new, labels=True)
-        image, mask = _crop_or_pad(image, mask, h, w, fill)
-    else:
-        raise ConfigError(f"dataset.resize={mode!r}: expected one of {', '.join(RESIZE_MODES)}")
-    image = tf.clip_by_value(tf.cast(image, tf.float32), 0.0, 1.0)
-    image = tf.ensure_shape(image, (h, w, channels))
-    mask = tf.ensure_shape(tf.cast(mask, tf.int32), (h, w, 1))
-    return image, mask
-
-
-def _crop_or_pad(image: Any, mask: Any, h: int, w: int, fill: int) -> tuple[Any, Any]:
-    import tensorflow as tf
-
-    shape = tf.shape(image)
-    ph, pw = tf.maximum(h - shape[0], 0), tf.maximum(w - shape[1], 0)
-    pads = [[ph // 2, ph - ph // 2], [pw // 2, pw - pw // 2], [0, 0]]
-    image = tf.pad(image, pads)
-    mask = tf.pad(mask, pads, constant_values=fill)
-    shape = tf.shape(image)
-    top, left = (shape[0] - h) // 2, (shape[1] - w) // 2
-    return image[top : top + h, left : left + w], mask[top : top + h, left : left + w]
-
-
-def tile_pair(image: Any, mask: Any, tile: int) -> tuple[Any, Any]:
-    """Cut a pair into non-overlapping ``tile x tile`` patches (remainders dropped):
-    returns ``[N, tile, tile, C]`` and ``[N, tile, tile, 1]``."""
-    import tensorflow as tf
-
-    def cut(x: Any) -> Any:
-        c = x.shape[-1]
-        shape = tf.shape(x)
-        nh, nw = shape[0] // tile, shape[1] // tile
-        x = x[: nh * tile, : nw * tile]
-        x = tf.reshape(x, [nh, tile, nw, tile, c])
-        x = tf.transpose(x, [0, 2, 1, 3, 4])
-        return tf.reshape(x, [-1, tile, tile, c])
-
-    return cut(image), cut(mask)
-
-
-def tiles_per_image(shape: tuple[int, int], tile: int | None) -> int:
-    """How many patches :func:`tile_pair` cuts from an image of ``shape``."""
-    if not tile:
-        return 1
-    return (shape[0] // tile) * (shape[1] // tile)
-
-
-# ----------------------------------------------------------------------------- input contract
-PREDICT_MODES = ("auto", "resize", "tile")
-
-
-def training_geometry(dataset_cfg: Any, size: tuple[int, int] | list[int]) -> dict[str, Any]:
-    """How training brought images to the model input ``size`` (stored with the model).
-
-    ``kind``: ``resize`` / ``pad`` / ``crop`` (``dataset.resize``, whole images), ``tile``
-    (``dataset.tile`` patches cut at native resolution, then brought to ``size`` by ``then``),
-    or ``native`` (generated at ``size``, no resampling)."""
-    h, w = (int(v) for v in size)
-    tile, resize = dataset_cfg.get("tile"), dataset_cfg.get("resize")
-    geo: dict[str, Any] = {
-        "size": [h, w],
-        "image_interpolation": "bilinear_antialias",
-        "mask_interpolation": "nearest",
-    }
-    if tile:
-        geo.update(kind="tile", tile=int(tile), then=str(resize or "resize"))
-    elif resize is None:
-        geo.update(kind="native")
-    else:
-        geo.update(kind=str(resize))
-    return geo
-
-
-def describe_geometry(geo: dict[str, Any]) -> str:
-    """What training did, in words (for segexp-predict's mode message)."""
-    h, w = geo["size"]
-    kind = geo.get("kind")
-    if kind == "resize":
-        return f"whole images resized to {h}x{w}"
-    if kind == "pad":
-        return f"whole images scaled to fit {h}x{w} and padded (letterbox)"
-    if kind == "crop":
-        return f"native-resolution centre crops of {h}x{w}"
-    if kind == "tile":
-        t = int(geo["tile"])
-        extra = "" if [t, t] == [h, w] else f", resized to {h}x{w}"
-        return f"native-resolution {t}x{t} tiles (dataset.tile={t}){extra}"
-    return f"{h}x{w} images at their native resolution"
-
-
-def predict_mode(geo: dict[str, Any] | None, requested: str = "auto") -> tuple[str, str]:
-    """``(mode, reason)``: ``resize`` (whole image at the model size) or ``tile`` (sliding
-    window), chosen from the training geometry unless ``requested`` says which."""
-    if requested not in PREDICT_MODES:
-        raise ConfigError(f"mode={requested!r}: expected one of {', '.join(PREDICT_MODES)}")
-    if not geo or "kind" not in geo:
-        if requested != "auto":
-            return requested, "as requested (the model records no training geometry)"
-        return "tile", (
-            "the model's metadata records no training geometry (saved by an older segexp): "
-            "sliding the input size over native-resolution images; pass mode=resize if it was "
-            "trained on resized whole images"
-        )
-    trained = f"the model was trained on {describe_geometry(geo)}"
-    if requested != "auto":
-        return requested, f"as requested ({trained})"
-    return ("resize" if geo["kind"] in ("resize", "pad") else "tile"), f"because {trained}"
-
-
-def _tile_scale(geo: dict[str, Any] | None) -> tuple[float, float]:
-    if not geo or geo.get("kind") != "tile" or geo.get("then") != "resize":
-        return 1.0, 1.0
-    t = float(geo["tile"])
-    return geo["size"][0] / t, geo["size"][1] / t
-
-
-def to_model_grid(image: np.ndarray, geo: dict[str, Any] | None, mode: str) -> np.ndarray:
-    """A float ``[H, W, C]`` image as training resampled it: the whole image at the model size
-    (``resize``; letterboxed for ``pad``), or rescaled like the training tiles (``tile``)."""
-    import tensorflow as tf
-
-    h, w = image.shape[:2]
-    if mode == "tile":
-        sy, sx = _tile_scale(geo)
-        if (sy, sx) == (1.0, 1.0):
-            return image
-        size = (max(round(h * sy), 1), max(round(w * sx), 1))
-        return np.asarray(resample(image, size), np.float32)
-    if geo is None:
-        raise ConfigError("mode=resize needs the model input size")
-    size = tuple(int(v) for v in geo["size"])
-    # No clipping: bilinear resampling (a non-negative kernel) stays within the image's own
-    # range, which is [0, input_range] for models that rescale inside (e.g. 0..255).
-    if geo.get("kind") != "pad":
-        return np.asarray(resample(image, size), np.float32)
-    nh, nw = (int(v) for v in np.asarray(letterbox_size((h, w), size)))
-    small = resample(image, (nh, nw))
-    top, left = (size[0] - nh) // 2, (size[1] - nw) // 2
-    pads = [[top, size[0] - nh - top], [left, size[1] - nw - left], [0, 0]]
-    return np.asarray(tf.pad(small, pads), np.float32)
-
-
-def from_model_grid(
-    pred: np.ndarray,
-    shape: tuple[int, int],
-    geo: dict[str, Any] | None,
-    mode: str,
-    *,
-    labels: bool,
-) -> np.ndarray:
-    """Undo :func:`to_model_grid` on a prediction ``[h, w]`` (class ids, ``labels``: nearest)
-    or ``[h, w, K]`` (probabilities: bilinear), back to the original ``shape``."""
-    shape = (int(shape[0]), int(shape[1]))
-    if tuple(pred.shape[:2]) == shape:
-        return pred
-    if mode == "resize" and geo is not None and geo.get("kind") == "pad":
-        size = tuple(int(v) for v in geo["size"])
-        nh, nw = (int(v) for v in np.asarray(letterbox_size(shape, size)))
-        top, left = (size[0] - nh) // 2, (size[1] - nw) // 2
-        pred = pred[top : top + nh, left : left + nw]
-    plane = pred.ndim == 2
-    out = np.asarray(resample(pred[..., None] if plane else pred, shape, labels=labels))
-    out = out[..., 0] if plane else out
-    return out.astype(pred.dtype) if labels else out.astype(np.float32)

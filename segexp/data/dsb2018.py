@@ -16,15 +16,10 @@ from typing import Any
 import numpy as np
 
 from segexp.data import decode
-from segexp.data.folder import (
-    Sample,
-    build_file_source,
-    check_unpaired,
-    class_info,
-    list_files,
-    opt,
-    require_root,
-)
+from segexp.data.file_source import build_file_source
+from segexp.data.keys import class_info, opt, require_root
+from segexp.data.mask_map import MaskMap, mask_map_from_cfg
+from segexp.data.pairing import Sample, check_unpaired, list_files
 from segexp.data.source import DataSource
 from segexp.errors import DataError
 
@@ -35,7 +30,7 @@ WHERE = (
 )
 
 
-def read_instances(sample: Sample, mask_map: decode.MaskMap, palette: str = "auto") -> np.ndarray:
+def read_instances(sample: Sample, mask_map: MaskMap, palette: str = "auto") -> np.ndarray:
     """The sample's nuclei as object ids ``[H, W]``: k + 1 where mask file k is foreground."""
     ids = None
     for k, path in enumerate(sample.masks):
@@ -77,19 +72,17 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
             lonely_images.append(f"{d.name}/images/{image.name}")
         else:
             samples.append(Sample(d.name, image, masks))
-    skipped: list[str] = []
-    check_unpaired(
+    skipped = check_unpaired(
         lonely_images,
         lonely_masks,
-        skip_bad=bool(opt(cfg, "skip_bad", False)),
-        skipped=skipped,
+        cfg,
         images_dir=root,
         masks_dir=root,
         hint="each <id>/ needs images/<id>.png and masks/*.png",
     )
     if not samples:
         raise DataError(f"no usable samples in {root}; expected {LAYOUT}")
-    mask_map = decode.mask_map_from_cfg(cfg, class_info(cfg)[0])
+    mask_map = mask_map_from_cfg(cfg, class_info(cfg)[0])
     palette = str(opt(cfg, "mask_palette", "auto"))
     return build_file_source(
         "dsb2018",

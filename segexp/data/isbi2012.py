@@ -29,16 +29,12 @@ from typing import Any
 import numpy as np
 
 from segexp.data import split as splitlib
-from segexp.data.arrays import build_array_source
-from segexp.data.folder import (
-    build_file_source,
-    list_files,
-    opt,
-    paired_samples,
-    require_root,
-)
+from segexp.data.array_source import build_array_source
+from segexp.data.file_source import build_file_source
+from segexp.data.keys import opt, require_root
+from segexp.data.pairing import list_files, paired_samples
 from segexp.data.source import DataSource
-from segexp.errors import ConfigError, DataError
+from segexp.errors import ConfigError, DataError, first_line
 
 LAYOUT = (
     "<root>/train-volume.tif + <root>/train-labels.tif (multi-page TIFF stacks), or "
@@ -62,8 +58,9 @@ def read_stack(path: Any) -> np.ndarray:
     try:
         arr = tifffile.imread(str(path))
     except Exception as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"cannot read {path}: corrupt or unsupported TIFF ({msg})") from None
+        raise DataError(
+            f"cannot read {path}: corrupt or unsupported TIFF ({first_line(err)})"
+        ) from None
     if arr.size == 0:
         raise DataError(f"cannot read {path}: corrupt or unsupported TIFF (no image data)")
     if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4):

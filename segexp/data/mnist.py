@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from segexp.data import split as splitlib
-from segexp.data.arrays import build_array_source
-from segexp.data.folder import class_info, opt
+from segexp.data.array_source import build_array_source
+from segexp.data.keys import class_info, opt
 from segexp.data.source import DataSource
-from segexp.errors import ConfigError, DataError
+from segexp.errors import ConfigError, DataError, first_line
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 WHERE = (
@@ -53,8 +53,9 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
     except DataError:
         raise
     except Exception as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"cannot read {path}: corrupt or not an .npz file ({msg})") from None
+        raise DataError(
+            f"cannot read {path}: corrupt or not an .npz file ({first_line(err)})"
+        ) from None
     for x, y, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if x.ndim not in (3, 4) or len(x) != len(y):
             raise DataError(

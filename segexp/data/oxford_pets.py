@@ -27,17 +27,13 @@ import numpy as np
 
 from segexp.data import decode
 from segexp.data import split as splitlib
-from segexp.data.folder import (
-    build_file_source,
-    class_info,
-    fill_value,
-    list_files,
-    opt,
-    paired_samples,
-    require_root,
-)
+from segexp.data.file_source import build_file_source
+from segexp.data.geometry import apply_geometry
+from segexp.data.keys import class_info, fill_value, opt, require_root
+from segexp.data.mask_map import mask_map_from_cfg
+from segexp.data.pairing import list_files, paired_samples
 from segexp.data.source import DataSource
-from segexp.errors import ConfigError, DataError
+from segexp.errors import ConfigError, DataError, first_line
 
 LAYOUT = "<root>/images/*.jpg and <root>/annotations/trimaps/*.png (format=raw)"
 TFDS_LAYOUT = "a prepared TFDS directory <root>/oxford_iiit_pet/<version>/ (format=tfds)"
@@ -121,7 +117,7 @@ def load_tfds(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -
             f"downloaded); expected {TFDS_LAYOUT}; {WHERE}"
         )
     num_classes, class_names = class_info(cfg)
-    mask_map = decode.mask_map_from_cfg(cfg, num_classes)
+    mask_map = mask_map_from_cfg(cfg, num_classes)
     lut = np.full(256, -1, np.int32)
     for stored, cls in mask_map.table.items():
         if 0 <= stored < 256:
@@ -140,8 +136,7 @@ def load_tfds(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -
             s: builder.as_dataset(split=s, shuffle_files=False) for s in (train_split, test_split)
         }
     except Exception as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"cannot read TFDS {name} under {root}: {msg}") from None
+        raise DataError(f"cannot read TFDS {name} under {root}: {first_line(err)}") from None
     train_idx, val_idx = splitlib.carve(np.arange(n_train), val_share, seed)
     train_idx = splitlib.limit(train_idx, cfg.get("train_size"), seed)
     in_val = np.zeros(n_train, bool)
@@ -149,7 +144,6 @@ def load_tfds(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -
     in_train = np.zeros(n_train, bool)
     in_train[train_idx] = True
     fill = fill_value(cfg)
-    from segexp.data.folder import geometry
 
     if channels not in (1, 3):
         raise ConfigError(f"channels={channels}: Oxford-IIIT Pet images are RGB (1 or 3)")
@@ -179,15 +173,16 @@ def load_tfds(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -
         "test": base[test_split],
     }
     splits = {
-        k: geometry(v.map(convert, num_parallel_calls=tf.data.AUTOTUNE), cfg, image_size, fill)
+        k: apply_geometry(
+            v.map(convert, num_parallel_calls=tf.data.AUTOTUNE), cfg, image_size, fill
+        )
         for k, v in raw_splits.items()
     }
     sizes = {"train": int(len(train_idx)), "val": int(len(val_idx)), "test": n_test}
     try:  # fail now, not in the first epoch, when the records cannot be read
         next(iter(splits["test"].take(1)))
     except Exception as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"cannot read TFDS {name} under {root}: {msg}") from None
+        raise DataError(f"cannot read TFDS {name} under {root}: {first_line(err)}") from None
     data_dir = Path(str(builder.data_dir))
     files = sorted(p for p in data_dir.rglob("*") if p.is_file()) if data_dir.exists() else []
     fingerprint = splitlib.digest(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -12,12 +14,18 @@ STREAMED_SHUFFLE_BUFFER = 256
 ZERO_GLOBAL_SEED_STANDIN = 2**31 - 2
 
 
-def center_crop_mask(mask: tf.Tensor, crop: tuple[int, int]) -> tf.Tensor:
-    """Remove ``crop = (rows, cols)`` pixels from each side of a mask (valid-padding networks)."""
-    ch, cw = crop
+def center_crop_mask(mask: Any, crop: tuple[int, int], *, batched: bool = False) -> Any:
+    """Remove ``crop = (rows, cols)`` pixels from each side of a mask ``[H, W, ...]`` (``[N, H,
+    W, ...]`` when ``batched``), a tensor inside tf.data or a NumPy array: the one mask crop of
+    valid-padding networks (see :func:`segexp.models.output_crop`)."""
+    ch, cw = (int(c) for c in crop)
     if ch == 0 and cw == 0:
         return mask
-    return mask[ch : tf.shape(mask)[0] - ch, cw : tf.shape(mask)[1] - cw]
+    axis = 1 if batched else 0
+    shape = mask.shape if isinstance(mask, np.ndarray) else tf.shape(mask)
+    rows = slice(ch, shape[axis] - ch)
+    cols = slice(cw, shape[axis + 1] - cw)
+    return mask[(slice(None),) * axis + (rows, cols)]
 
 
 def make_dataset(

@@ -28,20 +28,20 @@ def log_model(
     resumed_run: str | None = None,
 ) -> str:
     """Log the model in the Keras flavor (inference graph only, with ``meta`` for
-    `segexp-predict`, see :func:`segexp.predict.log_model`) and optionally register it.
+    `segexp-predict`, see :func:`segexp.predict.store.log_model`) and optionally register it.
 
     ``resumed_run``: the run id of a resumed run; when it already holds a complete model (the
     crash came after the model was logged) that one is kept and nothing is logged twice."""
     import keras
 
-    from segexp.predict import log_model as log_with_meta
+    from segexp.predict.store import log_model as log_with_meta
 
     if resumed_run is not None:
         uri = logged_model_uri(resumed_run)
         if uri is not None:
             print(f"segexp: the run already holds its model ({uri}); not logged again", flush=True)
             if registered_name and not _registered(registered_name, resumed_run):
-                from segexp.predict import register_model
+                from segexp.predict.store import register_model
 
                 register_model(resumed_run, registered_name)
             return uri

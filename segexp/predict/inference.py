@@ -1,12 +1,12 @@
-"""Inference core: overlap-tile (sliding-window) and whole-image prediction, flip TTA, outputs.
+"""Inference core: overlap-tile (sliding-window) and whole-image prediction, flip TTA.
 
 Images of any size are segmented with the training input size as the tile: the image is
 mirror-padded (reflect) at its borders as in the U-Net paper, cut into overlapping tiles
 whose predictions are blended with Gaussian (or uniform) weights, and cropped back to the
 image size. Valid-padding networks (output tile smaller than the input tile) get the
 missing context from the mirror padding, so their output tiles cover the whole image.
-Reading, scaling and resampling are :mod:`segexp.data.decode`'s, the loaders' own functions;
-:class:`Segmenter` applies the training geometry recorded with the model.
+Resampling is :mod:`segexp.data.geometry`'s, the loaders' own rule; :class:`Segmenter` applies
+the training geometry recorded with the model (:func:`make_predictor` builds one).
 """
 
 from __future__ import annotations
@@ -15,87 +15,22 @@ import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segexp.data import decode
+from segexp.data.geometry import from_model_grid, to_model_grid
 from segexp.errors import ConfigError, DataError
-from segexp.palette import OVERLAY_ALPHA, class_colours
+from segexp.predict.contract import predict_mode
 
-NORMALIZATIONS = ("unit", "none")
+if TYPE_CHECKING:
+    from segexp.predict.schema import PredictConfig
+
 BLENDS = ("gaussian", "mean")
 
 # Flip variants for test-time augmentation, as NHWC axes to flip: identity, vertical, horizontal,
 # both. Every flip is its own inverse, so the prediction is flipped back with the same axes.
 TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (1,), (2,), (1, 2))
-
-
-# --------------------------------------------------------------------------------------------
-# Images
-# --------------------------------------------------------------------------------------------
-
-
-def model_input(
-    path: str | Path, channels: int, normalization: str = "unit", input_range: float = 1.0
-) -> np.ndarray:
-    """Read an image file as the model input ``[H, W, channels]`` float32, as training did.
-
-    ``unit``: decoded and scaled to [0, 1] by :func:`segexp.data.decode.read_image` (the
-    loaders' function), times ``input_range`` (255 for models that rescale inside);
-    ``none``: the stored pixel values as floats.
-    """
-    if normalization == "unit":
-        image = decode.read_image(path, channels)
-    elif normalization == "none":
-        raw = decode.read_raw(path).astype(np.float32)
-        image = decode.convert_channels(raw, channels, str(path))
-    else:
-        raise ConfigError(f"normalization={normalization!r}: expected one of {NORMALIZATIONS}")
-    return image * np.float32(input_range) if float(input_range) != 1.0 else image
-
-
-def display_rgb(image: np.ndarray) -> np.ndarray:
-    """An ``[H, W, 3]`` uint8 rendering of a float image in [0, 1] (other ranges min-max
-    scaled), for overlays."""
-    a = np.asarray(image, np.float32)
-    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
-    if lo < 0.0 or hi > 1.0:
-        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-    rgb = decode.convert_channels(a, 3, "image")
-    return np.rint(rgb * 255).astype(np.uint8)
-
-
-def overlay(
-    rgb: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = OVERLAY_ALPHA
-) -> np.ndarray:
-    """Blend class colours over an RGB image wherever the mask is not background (0)."""
-    colours = class_colours(max(num_classes, int(mask.max()) + 1))
-    out = rgb.astype(np.float32)
-    fg = mask > 0
-    out[fg] = (1 - alpha) * out[fg] + alpha * colours[mask[fg]].astype(np.float32)
-    return np.rint(out).astype(np.uint8)
-
-
-def save_mask(mask: np.ndarray, path: str | Path, *, num_classes: int, palette: bool) -> None:
-    """Write class ids as a PNG: L-mode raw ids, or P-mode with a colour per class."""
-    from PIL import Image
-
-    if num_classes > 256 or mask.max(initial=0) > 255:
-        if palette:
-            raise ConfigError(
-                f"palette=true: palette PNGs hold at most 256 classes, not {num_classes}"
-            )
-        Image.fromarray(mask.astype(np.uint16)).save(path)
-        return
-    img = Image.fromarray(mask.astype(np.uint8), mode="L")
-    if palette:
-        img = img.convert("P")
-        pal = np.zeros((256, 3), np.uint8)
-        pal[:num_classes] = class_colours(num_classes)
-        img.putpalette(pal.reshape(-1).tolist())
-    img.save(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,15 +242,36 @@ class Segmenter:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """``(mask [H, W], probabilities [H, W, num_classes] or None)`` for a model input."""
         shape = image.shape[:2]
-        grid = decode.to_model_grid(image, self.geometry, self.mode)
+        grid = to_model_grid(image, self.geometry, self.mode)
         self.last_tiles = len(self.tiled.plan(*grid.shape[:2])[0])
         raw = self.tiled.predict_probs(grid)
-        mask = decode.from_model_grid(
+        mask = from_model_grid(
             self.tiled.to_mask(raw), shape, self.geometry, self.mode, labels=True
         )
         probs = None
         if probabilities:
-            probs = decode.from_model_grid(
+            probs = from_model_grid(
                 self.tiled.class_probabilities(raw), shape, self.geometry, self.mode, labels=False
             )
         return mask, probs
+
+
+def make_predictor(model: Any, meta: dict[str, Any], cfg: PredictConfig) -> Segmenter:
+    """A :class:`Segmenter` for ``model`` configured from ``meta`` and segexp-predict's keys,
+    in the mode ``cfg.mode`` selects (see :func:`segexp.predict.contract.predict_mode`)."""
+    mode, _ = predict_mode(meta.get("geometry"), cfg.mode)
+    geometry = meta.get("geometry") or {"kind": "resize", "size": list(meta["input_size"])}
+    tiled = TiledPredictor(
+        model=model,
+        tile=tuple(int(v) for v in meta["input_size"]),
+        channels=int(meta["channels"]),
+        head=str(meta["head"]),
+        num_classes=int(meta["num_classes"]),
+        required_multiple=int(meta.get("required_multiple") or 1),
+        tile_overlap=float(cfg.tile_overlap),
+        blend=str(cfg.blend),
+        tta=bool(cfg.tta),
+        batch_size=int(cfg.batch_size),
+        threshold=float(cfg.threshold),
+    )
+    return Segmenter(tiled, mode=mode, geometry=geometry)

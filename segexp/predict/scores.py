@@ -4,13 +4,18 @@ with the training data's mask map, scored with the run's challenge metrics."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from segexp.errors import ConfigError, DataError
+from segexp.predict.contract import PROG
+
+if TYPE_CHECKING:
+    from segexp.predict.schema import PredictConfig
 
 DEFAULT_METRICS = ("image_mean_iou", "image_dice")
 POOLED = "mean_iou"  # the pooled mean IoU over all pixels, as the run's test_mean_iou
@@ -57,7 +62,7 @@ def match_masks(spec: str, files: list[Path]) -> list[Path]:
     """The true mask of each input image, by file stem, from a directory, file or glob."""
     import glob
 
-    from segexp.data.folder import list_files, pair_files
+    from segexp.data.pairing import list_files, pair_files
 
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -85,7 +90,8 @@ def match_masks(spec: str, files: list[Path]) -> list[Path]:
 
 def read_truths(masks: list[Path], meta: dict[str, Any]) -> list[np.ndarray]:
     """Class ids of the true mask files, read as the training data loaders read them."""
-    from segexp.data.decode import MaskMap, read_mask
+    from segexp.data.decode import read_mask
+    from segexp.data.mask_map import MaskMap
 
     mask_map = MaskMap(
         int(meta["num_classes"]),
@@ -168,3 +174,27 @@ def write_result(
     }
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+def report(
+    cfg: PredictConfig,
+    meta: dict[str, Any],
+    files: list[Path],
+    truths: list[Any],
+    keep: dict[Path, Any],
+) -> None:
+    """Score the segmented images against their true masks; print and write metrics.json."""
+    names, source = metric_names(meta, cfg.metrics)
+    done = [i for i, p in enumerate(files) if p in keep]
+    preds = [keep[files[i]] for i in done]
+    trues = [truths[i] for i in done]
+    failed = [str(p) for p in files if p not in keep]
+    if not done:
+        print(f"{PROG}: no image was segmented, nothing to score", file=sys.stderr)
+        return
+    values = score(preds, trues, names, meta)
+    print(format_table(values, len(done), len(files), source))
+    path = write_result(
+        Path(cfg.output).expanduser(), values, [str(files[i]) for i in done], failed, source
+    )
+    print(f"{PROG}: scores written to {path}")
