@@ -1,8 +1,9 @@
 """The config schema: Hydra structured configs (one dataclass per group option), registered in
-Hydra's ConfigStore as ``schema/<group>/<option>``, and :func:`typed`, which fills and checks a
-config section against its dataclass.
+Hydra's ConfigStore as ``schema_<group>_<option>`` (root-level names, so that they are no
+config groups to choose from), and :func:`typed`, which fills and checks a config section against
+its dataclass.
 
-A YAML preset names its schema first in its defaults list (``/schema/model/unet@_here_``) and
+A YAML preset names its schema first in its defaults list (``/schema_model_unet@_here_``) and
 states only the values it chooses; the dataclass holds every key's type and default.
 """
 
@@ -22,7 +23,7 @@ from segexp.config.schema.run import PreviewConf, TopConf, TrackingConf, Trainer
 
 T = TypeVar("T")
 
-# Group -> option -> dataclass (ConfigStore path schema/<group>/<option>).
+# Group -> option -> dataclass (ConfigStore name schema_<group>_<option>).
 SCHEMAS: dict[str, dict[str, type]] = {
     "model": dict(MODELS),
     "dataset": dict(DATASETS),
@@ -38,18 +39,18 @@ __all__ = ["BLOCKS", "SCHEDULES", "SCHEMAS", "load_preset", "preset_schema", "re
 
 def register() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent). The top-level schema
-    (``schema/train``) stays open so that commands and experiments add their own sections."""
+    (``schema_train``) stays open so that commands and experiments add their own sections."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
     store = ConfigStore.instance()
     for group, options in SCHEMAS.items():
         for option, node in options.items():
-            store.store(group=f"schema/{group}", name=option, node=node)
+            store.store(name=f"schema_{group}_{option}", node=node)
     top = OmegaConf.structured(TopConf)
     OmegaConf.set_struct(top, False)
-    store.store(group="schema", name="train", node=top)
-    store.store(group="schema", name="preview", node=PreviewConf)
+    store.store(name="schema_train", node=top)
+    store.store(name="schema_preview", node=PreviewConf)
 
 
 def _expected(hint: Any) -> str:
@@ -105,17 +106,17 @@ def typed(cfg: Any, schema: type[T], where: str) -> T:
 
 
 def preset_schema(group: str, preset: Mapping[str, Any], where: str = "") -> type:
-    """The dataclass a preset names first in its defaults list (``/schema/<group>/<option>``)."""
+    """The dataclass a preset names in its defaults list (``/schema_<group>_<option>@_here_``)."""
     from segexp.errors import ConfigError
 
     for entry in preset.get("defaults") or []:
         path = str(entry).split("@", 1)[0].strip("/")
-        prefix = f"schema/{group}/"
+        prefix = f"schema_{group}_"
         if path.startswith(prefix) and path[len(prefix) :] in SCHEMAS[group]:
             return SCHEMAS[group][path[len(prefix) :]]
     raise ConfigError(
         f"{where or group}: no schema in its defaults list; expected one of "
-        f"{', '.join(f'/schema/{group}/{o}@_here_' for o in SCHEMAS[group])}"
+        f"{', '.join(f'/schema_{group}_{o}@_here_' for o in SCHEMAS[group])}"
     )
 
 
