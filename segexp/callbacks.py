@@ -200,7 +200,10 @@ def build_callbacks(
     trainer_cfg: Any, opt_cfg: Any, *, output_dir: Path | str
 ) -> list[keras.callbacks.Callback]:
     """LR logger, last checkpoint, TerminateOnNaN, ReduceLROnPlateau, EarlyStopping, best
-    checkpoint (in this order: the last checkpoint is written before EarlyStopping restores)."""
+    checkpoint (in this order: the last checkpoint is written before EarlyStopping restores).
+
+    Built here, not by `_target_`: their settings depend on each other (mode from the monitor,
+    restore_best_weights from evaluate_weights, the plateau schedule from the optimizer)."""
     trainer = _to_dict(trainer_cfg)
     evaluate_weights(trainer)  # validated before training
     callbacks: list[keras.callbacks.Callback] = [LearningRateLogger()]

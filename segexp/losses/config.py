@@ -13,6 +13,7 @@ from segexp.errors import ConfigError
 KINDS = tuple(name for name in LOSSES if name != "auto")
 
 
+# By name, not `_target_`: every option is one Keras loss class (SegmentationLoss) of that kind.
 def _loss_params(loss_cfg: Any) -> tuple[str, dict[str, Any]]:
     """``(name, keys)`` of ``loss_cfg``, checked against its schema (``name`` excluded)."""
     cfg = to_dict(loss_cfg, "loss")

@@ -52,7 +52,8 @@ BUILDERS = tuple(MODELS)
 
 
 def _builder(name: str) -> Callable[..., keras.Model]:
-    # By name, not `_target_`: a builder's module imports Keras, loaded only when one is built.
+    # By name, not `_target_`: `model.builder` is the key presets, params and comparisons use; a
+    # `_target_` beside it would say the same twice.
     if name == "unet":
         from segexp.models.unet import build_unet
 
