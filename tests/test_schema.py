@@ -150,3 +150,27 @@ def test_the_scan_finds_defaults_dicts_by_name_and_by_content(tmp_path):
     assert found[0] == "pkg/m.py:1 X_DEFAULTS: a defaults dict"
     assert all(line.startswith("pkg/m.py:2 Y: repeats ") for line in found[1:]) and found[1:]
     assert "augmentation=affine" in " ".join(found)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "message"),
+    [
+        (
+            {"affine": {"rotaton_range": 10}},
+            "augmentation.affine.rotaton_range: unknown key (did you mean 'rotation_range'?)",
+        ),
+        (
+            {"affine": {"rotation_range": "x"}},
+            "augmentation.affine.rotation_range='x': expected a number",
+        ),
+        ({"flip": 3}, "augmentation.flip=3: expected a mapping of horizontal, vertical, p or null"),
+    ],
+)
+def test_typed_names_the_nested_key_in_one_line(cfg, message):
+    from segexp.config.schema.augment import UNetPaperConf
+    from segexp.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        typed(cfg, UNetPaperConf, "augmentation(unet_paper)")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    assert typed({"flip": {"p": 1}}, UNetPaperConf, "augmentation").flip.p == 1.0

@@ -100,7 +100,13 @@ def typed(cfg: Any, schema: type[T], where: str) -> T:
         for part in key.split(".") if key else []:
             value = value.get(part) if isinstance(value, Mapping) else None
             nested = [a for a in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(a)]
-            hint = typing.get_type_hints(nested[0]).get(part) if nested else None
+            hints = typing.get_type_hints(nested[0]) if nested else {}
+            if nested and part not in hints:
+                raise ConfigError(
+                    f"{where.split('(')[0]}.{key}: unknown key{closest(part, hints)}; expected "
+                    f"some of {sorted(hints)}"
+                ) from None
+            hint = hints.get(part)
         expected = _expected(hint) if key and hint is not None else str(err).splitlines()[0]
         raise ConfigError(f"{where.split('(')[0]}.{key}={value!r}: expected {expected}") from None
 
@@ -134,5 +140,6 @@ def load_preset(group: str, name: str) -> Any:
         raise ConfigError(f"{group} preset {name!r}: no {path}; available: {', '.join(names)}")
     raw = OmegaConf.load(path)
     schema = preset_schema(group, raw, str(path))
-    values = {k: v for k, v in raw.items() if k != "defaults"}
+    values = OmegaConf.to_container(raw, resolve=False)
+    values.pop("defaults", None)
     return OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(values))
