@@ -24,12 +24,15 @@ class DatasetConf:
 
     # The source (conf/dataset/<name>.yaml, segexp.data).
     name: str = MISSING
+    # Classes the masks hold (class ids 0..num_classes-1).
     num_classes: int | None = 2
     # Stored mask value kept as-is and skipped by losses/metrics (e.g. 255 for a "don't care" band).
     ignore_value: int | None = None
     # Model input geometry when model.input_shape is null.
     image_size: list[int] = _list(128, 128)
+    # Image channels the model gets (1 = grey, 3 = RGB).
     channels: int = 3
+    # Cache the decoded samples in memory after the first epoch.
     cache: bool = True
     # Shuffle buffer in samples; null = 4096 with cache on, 256 with cache off (streaming).
     shuffle_buffer: int | None = None
@@ -49,11 +52,13 @@ class SyntheticConf(DatasetConf):
     mode: str = "auto"
     image_size: list[int] = _list(64, 64)
     channels: int = 1
+    # Images generated in all.
     num_images: int = 320
     # Fractions of the images in each split.
     split: dict[str, float] = _split(0.6, 0.2, 0.2)
     # Boundary width in pixels (trimap mode).
     boundary_width: int = 2
+    # Standard deviation of the additive pixel noise.
     noise: float = 0.1
     # Cap on the training split (null = all), for training-set-size sweeps (an integer, checked
     # by segexp.config.check_integers).
@@ -66,6 +71,7 @@ class FileDatasetConf(DatasetConf):
 
     # The data folder; ??? = must be given (dataset.root=...).
     root: str | None = MISSING
+    # Names of the classes 0..num_classes-1 (metric names, legends).
     class_names: list[str] = _list("background", "foreground")
     # Stored mask value -> class id (null: masks already hold 0..num_classes-1). A plain override
     # replaces this map, `+` changes one entry:
@@ -87,6 +93,7 @@ class MnistConf(FileDatasetConf):
 
     name: str = "mnist"
     task: str = "reconstruction"
+    # The file below root.
     file: str = "mnist.npz"
     # Keep only these digits; null = all ten.
     digits: list[int] | None = _list(1, 5, 6)
@@ -120,6 +127,7 @@ class ArraysConf(SplitDatasetConf):
     """NumPy arrays: images [N,H,W(,C)], masks [N,H,W] index or [N,H,W,K] one-hot."""
 
     name: str = "arrays"
+    # Image and mask arrays (.npy or .npz) below root.
     images: str = "images_training.npy"
     masks: str = "seg_training.npy"
     # For .npz files: the member to use (null: the only member).
@@ -152,6 +160,7 @@ class Dsb2018Conf(CheckedDatasetConf):
     """Kaggle Data Science Bowl 2018 nuclei: <root>/<id>/images/<id>.png + masks/*.png."""
 
     name: str = "dsb2018"
+    # The folder below root that holds the samples (when root contains it).
     subset: str = "stage1_train"
     class_names: list[str] = _list("background", "nucleus")
     mask_values: Any = field(default_factory=lambda: {0: 0, 255: 1})
@@ -166,12 +175,15 @@ class FolderConf(CheckedDatasetConf):
     name: str = "folder"
     # Optional base for relative images/masks paths.
     root: str | None = None
+    # Image and mask folders (relative to root when it is set); ??? = must be given.
     images: str = MISSING
     masks: str = MISSING
     # Regular expressions on the stems whose first group (or group "key") pairs the files.
     image_pattern: str | None = None
     mask_pattern: str | None = None
+    # Also search the folders' subfolders.
     recursive: bool = False
+    # Image and mask file extensions looked for.
     extensions: list[str] = _list(".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp")
     mask_values: Any = field(default_factory=lambda: {0: 0, 255: 1})
     split: dict[str, float] = _split(0.7, 0.15, 0.15)
@@ -184,6 +196,7 @@ class Isbi2012Conf(CheckedDatasetConf):
     name: str = "isbi2012"
     # tiff | slices | auto (tiff when the volume exists).
     format: str = "auto"
+    # tiff: the volume and label stacks below root; slices: the image and label folders.
     volume: str = "train-volume.tif"
     labels: str = "train-labels.tif"
     images: str = "images"
@@ -210,6 +223,7 @@ class OxfordPetsConf(CheckedDatasetConf):
     name: str = "oxford_pets"
     # raw | tfds (TFDS train/test splits, val carved from train; nothing is downloaded).
     format: str = "raw"
+    # raw: image and trimap folders below root; tfds: dataset name and splits.
     images: str = "images"
     masks: str = "annotations/trimaps"
     tfds_name: str = "oxford_iiit_pet"

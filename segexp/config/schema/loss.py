@@ -38,6 +38,7 @@ class DiceLoss:
     """Soft Dice 1 - mean_c (2|P∩T| + smooth) / (|P| + |T| + smooth), valid pixels only."""
 
     name: str = "dice"
+    # Added to the Dice numerator and denominator.
     smooth: float = 1.0
     # auto: false for binary (foreground Dice), true for K > 2; or true | false.
     include_background: Any = "auto"
@@ -50,6 +51,7 @@ class BCEDiceLoss(DiceLoss):
     """ce_weight * BCE + dice_weight * soft Dice."""
 
     name: str = "bce_dice"
+    # Weights of the cross-entropy and Dice terms.
     ce_weight: float = 1.0
     dice_weight: float = 1.0
     class_weights: Any = None
@@ -67,6 +69,7 @@ class FocalLoss:
     """Focal loss -alpha_t (1 - p_t)^gamma log p_t."""
 
     name: str = "focal"
+    # Focusing exponent (0 = cross-entropy).
     gamma: float = 2.0
     # null; a number (binary: foreground alpha, background 1 - alpha); or K values.
     alpha: Any = None
@@ -80,6 +83,7 @@ class UNetWeightedLoss:
     # The class whose connected components are the objects: auto (every class but 0), a class
     # id or name, or a list (the preset takes the dataset's object_class where it names one).
     object_class: Any = "auto"
+    # Weight of the border term.
     w0: float = 10.0
     # Pixels.
     sigma: float = 5.0

@@ -34,6 +34,7 @@ class UNetConf(ModelConf):
     depth: int = 4
     # Base filters, doubled per level (or a list of depth + 1 values, the last for the bottleneck).
     filters: Any = 64
+    # Convolutions per encoder, bottleneck and decoder block.
     convs_per_block: int = 2
     # Per-level overrides of convs_per_block (int or list; decoder list index 0 = full resolution).
     encoder_convs: Any = None
@@ -41,7 +42,9 @@ class UNetConf(ModelConf):
     decoder_convs: Any = None
     # An int or [height, width].
     kernel_size: Any = 3
+    # Keras initializer of every convolution.
     kernel_initializer: str = "he_normal"
+    # Activation of every convolution but the head and the up-convolutions.
     activation: str = "relu"
     # same | valid. With valid padding skips are center-cropped and the output is smaller than the
     # input: the training code crops masks by segexp.models.output_crop(model) pixels per side.
@@ -60,6 +63,7 @@ class UNetConf(ModelConf):
     dropout_decoder: bool = False
     # block_end only: the skip connection takes the features after (true) or before (false) dropout.
     dropout_skip: bool = True
+    # MaxPooling2D size, also the up-sampling factor.
     pool_size: int = 2
     # transpose: Conv2DTranspose(up_kernel_size, stride pool_size);
     # resize: UpSampling2D then Conv2D(up_kernel_size);
@@ -67,6 +71,7 @@ class UNetConf(ModelConf):
     upsampling: str = "transpose"
     # An int or [height, width].
     up_kernel_size: Any = 2
+    # Activation of the up-convolutions.
     up_activation: str = "linear"
     # Optional keras.layers.Rescaling(rescale, rescale_offset) right after the input.
     rescale: float | None = None

@@ -14,6 +14,7 @@ class OptimizerConf:
 
     # adam | adamw | sgd | rmsprop (segexp.optim.build_optimizer).
     name: str = MISSING
+    # Initial (peak, with a warm-up) learning rate.
     learning_rate: float = 1.0e-3
     # Decoupled weight decay (Keras 3), e.g. 1.0e-4; null = none (AdamW: Keras' 0.004).
     weight_decay: float | None = None
@@ -34,6 +35,7 @@ class AdamConf(OptimizerConf):
     """keras.optimizers.Adam (Keras defaults)."""
 
     name: str = "adam"
+    # Keras' Adam moments and epsilon.
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1.0e-7
@@ -54,6 +56,7 @@ class SGDConf(OptimizerConf):
     name: str = "sgd"
     # 0 <= momentum < 1; the U-Net paper uses 0.99.
     momentum: float = 0.9
+    # Nesterov momentum.
     nesterov: bool = False
 
 
@@ -62,6 +65,7 @@ class RMSpropConf(OptimizerConf):
     """keras.optimizers.RMSprop."""
 
     name: str = "rmsprop"
+    # Keras' RMSprop discount factor, momentum, epsilon and centering.
     rho: float = 0.9
     momentum: float = 0.0
     epsilon: float = 1.0e-7
@@ -112,6 +116,7 @@ class PolynomialSchedule:
     """Polynomial decay to end_lr (the U-Net "poly" schedule: power 0.9)."""
 
     name: str = "polynomial"
+    # Final learning rate, decay exponent, and whether to restart.
     end_lr: float = 0.0
     power: float = 0.9
     cycle: bool = False
@@ -122,9 +127,11 @@ class PlateauSchedule:
     """Constant here; keras.callbacks.ReduceLROnPlateau from segexp.callbacks."""
 
     name: str = "plateau"
+    # Metric ReduceLROnPlateau watches.
     monitor: str = "val_loss"
     # auto = min for losses, max for other metrics.
     mode: str = "auto"
+    # ReduceLROnPlateau's reduction factor, patience (epochs), min_delta, cooldown, min_lr.
     factor: float = 0.1
     patience: int = 5
     min_delta: float = 1.0e-4

@@ -13,6 +13,7 @@ from typing import Any
 class EarlyStoppingConf:
     """keras.callbacks.EarlyStopping (segexp/callbacks.py)."""
 
+    # Stop when monitor has not improved by min_delta for patience epochs.
     enabled: bool = False
     monitor: str = "val_loss"
     # auto = min for losses, max for other metrics.
@@ -29,6 +30,7 @@ class CheckpointConf:
     """Checkpoints in <output dir>/checkpoints/: best.keras (whenever the monitor improves) and
     last.keras (the final model) with format keras, or *.weights.h5 with format weights."""
 
+    # Keep best.keras / last.keras; monitor: what best means.
     best: bool = True
     last: bool = True
     monitor: str = "val_loss"
@@ -42,6 +44,7 @@ class CheckpointConf:
 class TrainerConf:
     """Training loop (keras Model.fit) settings."""
 
+    # Epochs and per-replica batch size (integers >= 1).
     epochs: Any = 20
     batch_size: Any = 8
     # Batches per epoch; null = one pass over the training split.
@@ -68,8 +71,10 @@ class TrainerConf:
     # Weights behind test_* metrics, the logged model and its registered version: best (the epoch
     # where checkpoint.monitor was best, read back from the best checkpoint) or last.
     evaluate_weights: str = "best"
+    # Callbacks (segexp/callbacks.py). mode auto = min for losses, max for other metrics.
     early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
     checkpoint: CheckpointConf = field(default_factory=CheckpointConf)
+    # Stop at a NaN loss (keras.callbacks.TerminateOnNaN).
     terminate_on_nan: bool = True
 
 
@@ -77,6 +82,7 @@ class TrainerConf:
 class TrackingConf:
     """MLflow tracking. The default store is a SQLite file in the working directory."""
 
+    # Tracking store (sqlite:///file.db, http://host:port) and experiment name.
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "segexp"
     # Run name; null = the job's overrides (e.g. "model.batchnorm=true,seed=2"), or
@@ -100,6 +106,7 @@ class AnalysisConf:
     fewer than ``patience`` epochs after its best.
     """
 
+    # Absolute and relative val-loss tolerance above the minimum, epochs of patience.
     tolerance: float = 0.0
     relative_tolerance: float = 0.02
     patience: int = 3
@@ -112,6 +119,7 @@ class AnalysisConf:
 class TopConf:
     """The top-level keys of a run (conf/train.yaml); the groups sit beside them."""
 
+    # Seed of the data split, the synthetic data, the weights and augmentation.
     seed: Any = 42
     # Show TensorFlow's start-up and C++ log lines (oneDNN, CUDA, CPU features); hidden by default.
     verbose: bool = False
