@@ -17,8 +17,10 @@ def input_spec(cfg: DictConfig) -> tuple[int, int, int]:
     if cfg.model.get("input_shape"):
         h, w, c = (int(v) for v in cfg.model.input_shape)
         return h, w, c
+    from segexp.config.schema.dataset import DatasetConf
+
     h, w = (int(v) for v in cfg.dataset.image_size)
-    return h, w, int(cfg.dataset.get("channels", 3))
+    return h, w, int(cfg.dataset.get("channels", DatasetConf.channels))
 
 
 def to_dict(cfg: Any, where: str = "config") -> dict[str, Any]:
