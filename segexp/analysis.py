@@ -23,17 +23,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-# Defaults of the ``analysis:`` config block.
-ANALYSIS_DEFAULTS: dict[str, float] = {
-    "tolerance": 0.0,
-    "relative_tolerance": 0.02,
-    "patience": 3,
-    "quality_tolerance": 0.0,
-}
+from segexp.config.schema.run import AnalysisConf
+
 # Higher-is-better validation metrics watched by ``stopped_while_improving``.
 QUALITY_METRICS = ("val_mean_iou", "val_dice")
 # Curve metrics whose value depends on seeing the curve past its minimum.
@@ -50,8 +46,8 @@ CURVE_METRICS = frozenset(
 
 
 def analysis_settings(analysis: Mapping[str, Any] | None = None) -> dict[str, float]:
-    """The ``analysis:`` block with defaults filled in (unknown keys are ignored)."""
-    settings = dict(ANALYSIS_DEFAULTS)
+    """The ``analysis:`` block with its schema's defaults filled in (unknown keys are ignored)."""
+    settings: dict[str, float] = asdict(AnalysisConf())
     for key in settings:
         if analysis is not None and analysis.get(key) is not None:
             settings[key] = float(analysis[key])
@@ -62,9 +58,9 @@ def overfit_onset_epoch(
     val_loss: Sequence[float],
     train_loss: Sequence[float] | None = None,
     *,
-    tolerance: float = ANALYSIS_DEFAULTS["tolerance"],
-    relative_tolerance: float = ANALYSIS_DEFAULTS["relative_tolerance"],
-    patience: int = int(ANALYSIS_DEFAULTS["patience"]),
+    tolerance: float = AnalysisConf.tolerance,
+    relative_tolerance: float = AnalysisConf.relative_tolerance,
+    patience: int = AnalysisConf.patience,
 ) -> int | None:
     """First epoch (1-based, after the best) of ``patience`` epochs of validation loss above its
     minimum plus tolerance while the training loss keeps falling (see the module docstring).
@@ -126,7 +122,8 @@ def summarize_history(
     """Summary metrics of one run's per-epoch history.
 
     ``analysis`` is the ``analysis:`` config block (see the module docstring; missing keys take
-    ``ANALYSIS_DEFAULTS``); ``trainer`` the ``trainer:`` block, for ``stopped_while_improving``.
+    the defaults of :class:`segexp.config.schema.run.AnalysisConf`); ``trainer`` the ``trainer:``
+    block, for ``stopped_while_improving``.
     """
     settings = analysis_settings(analysis)
     summary: dict[str, float] = {}

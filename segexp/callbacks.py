@@ -33,33 +33,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import keras
 
-from segexp.config import to_dict
+from segexp.config import to_dict, typed
+from segexp.config.schema.run import CheckpointConf, EarlyStoppingConf, TrainerConf
 from segexp.errors import ConfigError
 from segexp.optim import current_learning_rate, schedule_config
 
-EARLY_STOPPING_DEFAULTS: dict[str, Any] = {
-    "enabled": False,
-    "monitor": "val_loss",
-    "mode": "auto",
-    "patience": 5,
-    "min_delta": 0.0,
-    "restore_best_weights": "auto",
-    "start_from_epoch": 0,
-}
 EVALUATE_WEIGHTS = ("best", "last")
-EVALUATE_WEIGHTS_DEFAULT = "best"
-CHECKPOINT_DEFAULTS: dict[str, Any] = {
-    "best": True,
-    "last": True,
-    "monitor": "val_loss",
-    "mode": "auto",
-    "format": "keras",
-}
 _MIN_WORDS = ("loss", "error", "mse", "mae")
 
 
@@ -67,16 +52,14 @@ def _to_dict(cfg: Any) -> dict[str, Any]:
     return to_dict(cfg, "trainer")
 
 
-def _section(trainer: Mapping, key: str, defaults: dict[str, Any]) -> dict[str, Any]:
+def _section(trainer: Mapping, key: str) -> dict[str, Any]:
+    """``trainer.<key>`` (early_stopping, checkpoint) checked against its schema."""
+    schema = {"early_stopping": EarlyStoppingConf, "checkpoint": CheckpointConf}[key]
     sub = trainer.get(key)
-    if sub is None:
-        sub = {}
-    if not isinstance(sub, Mapping):
-        raise ConfigError(f"trainer.{key}={sub!r}: expected a mapping with keys {sorted(defaults)}")
-    unknown = sorted(set(sub) - set(defaults))
-    if unknown:
-        raise ConfigError(f"trainer.{key}: unknown key(s) {unknown}; expected {sorted(defaults)}")
-    return {**defaults, **sub}
+    if sub is not None and not isinstance(sub, Mapping):
+        names = sorted(f.name for f in fields(schema))
+        raise ConfigError(f"trainer.{key}={sub!r}: expected a mapping with keys {names}")
+    return asdict(typed(sub, schema, f"trainer.{key}"))
 
 
 def resolve_mode(monitor: str, mode: str = "auto") -> str:
@@ -92,7 +75,7 @@ def resolve_mode(monitor: str, mode: str = "auto") -> str:
 def evaluate_weights(trainer_cfg: Any) -> str:
     """``trainer.evaluate_weights``: ``best`` (default) or ``last``."""
     value = _to_dict(trainer_cfg).get("evaluate_weights")
-    value = EVALUATE_WEIGHTS_DEFAULT if value is None else str(value).lower()
+    value = TrainerConf.evaluate_weights if value is None else str(value).lower()
     if value not in EVALUATE_WEIGHTS:
         raise ConfigError(f"trainer.evaluate_weights={value!r}: expected best or last")
     return value
@@ -101,7 +84,7 @@ def evaluate_weights(trainer_cfg: Any) -> str:
 def restore_best_weights(trainer_cfg: Any) -> bool:
     """EarlyStopping's ``restore_best_weights``, consistent with ``trainer.evaluate_weights``."""
     trainer = _to_dict(trainer_cfg)
-    value = _section(trainer, "early_stopping", EARLY_STOPPING_DEFAULTS)["restore_best_weights"]
+    value = _section(trainer, "early_stopping")["restore_best_weights"]
     weights = evaluate_weights(trainer)
     if value is None or str(value).lower() == "auto":
         return weights == "best"
@@ -155,7 +138,7 @@ def load_evaluated_weights(
     last = {"segexp.evaluate_weights": "last", "segexp.evaluated_epoch": str(epochs)}
     if evaluate_weights(trainer) == "last":
         return last
-    ck = _section(trainer, "checkpoint", CHECKPOINT_DEFAULTS)
+    ck = _section(trainer, "checkpoint")
     monitor = str(ck["monitor"])
     epoch = best_epoch(history, monitor, resolve_mode(monitor, ck["mode"]))
     path = best_weights_path(trainer, output_dir)
@@ -175,7 +158,7 @@ def load_evaluated_weights(
 
 def checkpoint_paths(trainer_cfg: Any, output_dir: Path | str) -> dict[str, Path]:
     """Paths of the enabled checkpoints: ``{"best": ..., "last": ...}``."""
-    ck = _section(_to_dict(trainer_cfg), "checkpoint", CHECKPOINT_DEFAULTS)
+    ck = _section(_to_dict(trainer_cfg), "checkpoint")
     fmt = str(ck["format"]).lower()
     if fmt not in ("keras", "weights"):
         raise ConfigError(f"trainer.checkpoint.format={ck['format']!r}: expected keras or weights")
@@ -217,11 +200,14 @@ def build_callbacks(
     trainer_cfg: Any, opt_cfg: Any, *, output_dir: Path | str
 ) -> list[keras.callbacks.Callback]:
     """LR logger, last checkpoint, TerminateOnNaN, ReduceLROnPlateau, EarlyStopping, best
-    checkpoint (in this order: the last checkpoint is written before EarlyStopping restores)."""
+    checkpoint (in this order: the last checkpoint is written before EarlyStopping restores).
+
+    Built here, not by `_target_`: their settings depend on each other (mode from the monitor,
+    restore_best_weights from evaluate_weights, the plateau schedule from the optimizer)."""
     trainer = _to_dict(trainer_cfg)
     evaluate_weights(trainer)  # validated before training
     callbacks: list[keras.callbacks.Callback] = [LearningRateLogger()]
-    ck = _section(trainer, "checkpoint", CHECKPOINT_DEFAULTS)
+    ck = _section(trainer, "checkpoint")
     paths = checkpoint_paths(trainer, output_dir)
     best_path = best_weights_path(trainer, output_dir)
     for path in [*paths.values(), best_path]:
@@ -230,7 +216,7 @@ def build_callbacks(
     weights_only = str(ck["format"]).lower() == "weights"
     if "last" in paths:
         callbacks.append(SaveAtEnd(str(paths["last"]), save_weights_only=weights_only))
-    if trainer.get("terminate_on_nan", True):
+    if trainer.get("terminate_on_nan", TrainerConf.terminate_on_nan):
         callbacks.append(keras.callbacks.TerminateOnNaN())
 
     sched = schedule_config(opt_cfg)
@@ -248,7 +234,7 @@ def build_callbacks(
             )
         )
 
-    es = _section(trainer, "early_stopping", EARLY_STOPPING_DEFAULTS)
+    es = _section(trainer, "early_stopping")
     if es["enabled"]:
         callbacks.append(
             keras.callbacks.EarlyStopping(

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from segexp.losses import resolve_head
+from segexp.models.heads import resolve_head
 
 KINDS = ("accuracy", "mean_iou", "dice", "iou")
 

@@ -19,49 +19,19 @@ converted with ``steps_per_epoch``):
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from typing import Any
 
 import keras
 
-from segexp.config import to_dict, with_defaults
+from segexp.config import to_dict, typed
+from segexp.config.schema.optim import OPTIMIZERS, SCHEDULES, OptimizerConf
 from segexp.errors import ConfigError
 
-COMMON_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 1e-3,
-    "weight_decay": None,
-    "exclude_from_weight_decay": None,
-    "clipnorm": None,
-    "global_clipnorm": None,
-    "clipvalue": None,
-    "schedule": None,
-}
-OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "adam": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False},
-    "adamw": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False},
-    "sgd": {"momentum": 0.9, "nesterov": False},
-    "rmsprop": {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False},
-}
-_CLASSES = {
-    "adam": "Adam",
-    "adamw": "AdamW",
-    "sgd": "SGD",
-    "rmsprop": "RMSprop",
-}
-SCHEDULE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "constant": {},
-    "cosine": {"warmup_epochs": 0, "warmup_start_lr": 0.0, "min_lr": 0.0},
-    "step": {"step_epochs": None, "milestones": None, "gamma": 0.1},
-    "polynomial": {"end_lr": 0.0, "power": 0.9, "cycle": False},
-    "plateau": {
-        "monitor": "val_loss",
-        "mode": "auto",
-        "factor": 0.1,
-        "patience": 5,
-        "min_delta": 1e-4,
-        "cooldown": 0,
-        "min_lr": 0.0,
-    },
-}
+# Option name -> Keras class (the schema dataclass holds the option's keys). Chosen by name, not
+# `_target_`: the learning rate is a schedule built from the run's steps, and weight-decay
+# exclusions apply to the built optimizer.
+_CLASSES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
 
 
 def _to_dict(cfg: Any) -> dict[str, Any]:
@@ -85,11 +55,9 @@ def schedule_config(opt_cfg: Any) -> dict[str, Any]:
         sched = {"name": sched}
     sched = _to_dict(sched)
     name = str(sched.get("name", "constant")).lower()
-    if name not in SCHEDULE_DEFAULTS:
-        raise ConfigError(
-            f"optimizer.schedule.name={name!r}: expected one of {sorted(SCHEDULE_DEFAULTS)}"
-        )
-    out = with_defaults(sched, SCHEDULE_DEFAULTS[name], f"optimizer.schedule({name})")
+    if name not in SCHEDULES:
+        raise ConfigError(f"optimizer.schedule.name={name!r}: expected one of {sorted(SCHEDULES)}")
+    out = asdict(typed(sched, SCHEDULES[name], f"optimizer.schedule({name})"))
     out["name"] = name
     return out
 
@@ -98,7 +66,10 @@ def build_schedule(
     opt_cfg: Any, *, steps_per_epoch: int, epochs: int
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """Learning rate (float) or per-step schedule from ``opt_cfg.learning_rate``/``schedule``."""
-    lr = _positive(_to_dict(opt_cfg).get("learning_rate", 1e-3), "optimizer.learning_rate")
+    lr = _positive(
+        _to_dict(opt_cfg).get("learning_rate", OptimizerConf.learning_rate),
+        "optimizer.learning_rate",
+    )
     sched = schedule_config(opt_cfg)
     name = sched["name"]
     if name in ("constant", "plateau"):
@@ -165,15 +136,14 @@ def build_optimizer(
     """Keras optimizer named by ``opt_cfg.name`` with its schedule, weight decay and clipping."""
     cfg = _to_dict(opt_cfg)
     name = str(cfg.get("name", "adam")).lower()
-    if name not in OPTIMIZER_DEFAULTS:
-        raise ConfigError(f"optimizer.name={name!r}: expected one of {sorted(OPTIMIZER_DEFAULTS)}")
-    prm = with_defaults(cfg, {**COMMON_DEFAULTS, **OPTIMIZER_DEFAULTS[name]}, f"optimizer({name})")
-    kwargs = {k: prm[k] for k in OPTIMIZER_DEFAULTS[name]}
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer.name={name!r}: expected one of {sorted(OPTIMIZERS)}")
+    prm = asdict(typed(cfg, OPTIMIZERS[name], f"optimizer({name})"))
+    own = {f.name for f in fields(OPTIMIZERS[name])} - {f.name for f in fields(OptimizerConf)}
+    kwargs = {k: prm[k] for k in sorted(own)}
     for key in ("weight_decay", "clipnorm", "global_clipnorm", "clipvalue"):
         if prm[key] is not None:
             kwargs[key] = _positive(prm[key], f"optimizer.{key}", allow_zero=key == "weight_decay")
-    if name == "adamw" and "weight_decay" not in kwargs:
-        kwargs["weight_decay"] = 0.004  # Keras' AdamW default
     if sum(prm[k] is not None for k in ("clipnorm", "global_clipnorm", "clipvalue")) > 1:
         raise ConfigError("optimizer: set at most one of clipnorm, global_clipnorm, clipvalue")
     if name == "sgd" and not 0 <= float(prm["momentum"]) < 1:

@@ -13,15 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from omegaconf import OmegaConf
 from PIL import Image
 
-from segexp.config import CONF_DIR
+from segexp.config import load_preset
 
 
 def dataset_cfg(name: str, **overrides):
     """The ``conf/dataset/<name>.yaml`` preset merged with ``overrides``."""
-    cfg = OmegaConf.load(CONF_DIR / "dataset" / f"{name}.yaml")
+    cfg = load_preset("dataset", name)
     cfg.merge_with(overrides)
     return cfg
 

@@ -19,6 +19,7 @@ from segexp.augment import (
 )
 from segexp.augment._common import sample_keys
 from segexp.augment.geometric import upsample_matrix
+from segexp.config import load_preset
 from segexp.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "augmentation"
@@ -33,7 +34,7 @@ GEOMETRIC = {
         "horizontal_flip": True,
     },
     "elastic": {"name": "elastic", "grid_size": 3, "sigma": 4.0},
-    "unet_paper": OmegaConf.to_container(OmegaConf.load(CONF / "unet_paper.yaml")),
+    "unet_paper": OmegaConf.to_container(load_preset("augmentation", "unet_paper")),
 }
 
 
@@ -54,7 +55,10 @@ def run(cfg: dict, image: np.ndarray, mask: np.ndarray, seed: tuple[int, int]):
 
 
 def all_option_cfgs() -> list[dict]:
-    return [OmegaConf.to_container(OmegaConf.load(p)) for p in sorted(CONF.glob("*.yaml"))]
+    return [
+        OmegaConf.to_container(load_preset("augmentation", p.stem))
+        for p in sorted(CONF.glob("*.yaml"))
+    ]
 
 
 def test_none_is_none():

@@ -58,12 +58,12 @@ def test_model_flops_is_exact_for_conv_transpose_and_dense():
 
 @pytest.mark.parametrize("kind", ["affine", "elastic", "flip"])
 def test_python_augment_keeps_shapes_dtypes_and_labels(kind):
-    from segexp.augment import AFFINE_DEFAULTS, ELASTIC_DEFAULTS, FLIP_DEFAULTS
+    from segexp.augment import option_defaults
 
     prm = {
-        "affine": {**AFFINE_DEFAULTS, "rotation_range": 20, "zoom_range": 0.1},
-        "elastic": dict(ELASTIC_DEFAULTS),
-        "flip": {**FLIP_DEFAULTS, "p": 1.0},
+        "affine": {**option_defaults("affine"), "rotation_range": 20, "zoom_range": 0.1},
+        "elastic": option_defaults("elastic"),
+        "flip": {**option_defaults("flip"), "p": 1.0},
     }[kind]
     rng = np.random.default_rng(0)
     image = rng.uniform(0, 1, (24, 20, 3)).astype(np.float32)
@@ -76,13 +76,13 @@ def test_python_augment_keeps_shapes_dtypes_and_labels(kind):
 
 
 def test_python_affine_with_zero_ranges_is_identity():
-    from segexp.augment import AFFINE_DEFAULTS
+    from segexp.augment import option_defaults
 
     rng = np.random.default_rng(1)
     image = rng.uniform(0, 1, (16, 16, 1)).astype(np.float32)
     mask = rng.integers(0, 2, (16, 16, 1)).astype(np.int32)
     out_img, out_mask = python_baseline.python_augment(
-        "affine", dict(AFFINE_DEFAULTS), image, mask, rng
+        "affine", option_defaults("affine"), image, mask, rng
     )
     np.testing.assert_allclose(out_img, image, atol=1e-5)
     np.testing.assert_array_equal(out_mask, mask)

@@ -186,18 +186,27 @@ def test_plus_mapping_override_is_refused_instead_of_merged():
     assert "replace it with 'dataset.mask_values=<map>' (no '+')" in message
 
 
-def test_builder_defaults_name_the_close_match():
-    from segexp.config import with_defaults
+def test_schema_check_names_the_close_match():
+    from dataclasses import dataclass
+
+    from segexp.config import typed
     from segexp.errors import ConfigError
 
+    @dataclass
+    class Plateau:
+        patience: int = 5
+        factor: float = 0.1
+
     with pytest.raises(ConfigError) as err:
-        with_defaults(
-            {"patiense": 2}, {"patience": 5, "factor": 0.1}, "optimizer.schedule(plateau)"
-        )
+        typed({"patiense": 2}, Plateau, "optimizer.schedule(plateau)")
     assert str(err.value) == (
         "optimizer.schedule(plateau): unknown key(s) ['patiense'] (did you mean 'patience'?); "
         "expected some of ['factor', 'patience']"
     )
+    with pytest.raises(ConfigError) as err:
+        typed({"patience": "two"}, Plateau, "optimizer.schedule(plateau)")
+    assert str(err.value) == "optimizer.schedule.patience='two': expected an integer"
+    assert typed({"patience": 2}, Plateau, "x") == Plateau(patience=2, factor=0.1)
 
 
 def test_run_name_keeps_only_the_last_override_of_a_key(compose):

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from omegaconf import OmegaConf
 
+from segexp.config import load_preset
 from segexp.errors import ConfigError
 from segexp.losses import SegmentationLoss, build_loss, sample_weight_fn, unet_weight_map
 from segexp.losses.weight_map import object_classes
@@ -148,7 +148,7 @@ def test_auto_resolves_by_head_and_bad_config_raises():
 
 @pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_yaml_option_builds_and_roundtrips(path):
-    cfg = OmegaConf.load(path)
+    cfg = load_preset("loss", path.stem)
     loss = build_loss(cfg, head="softmax", num_classes=3, ignore_value=IGNORE)
     clone = SegmentationLoss.from_config(loss.get_config())
     y, prob, *_ = toy("softmax")

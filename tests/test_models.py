@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
+from segexp.config.schema.model import UNetConf
 from segexp.errors import ConfigError
 from segexp.models import (
     build_model,
@@ -18,12 +19,12 @@ from segexp.models import (
     load_preset,
     output_crop,
     param_counts,
+    preset_dir,
     preset_input_shape,
     preset_names,
     resolve_model_head,
 )
 from segexp.models.cli import main as models_main
-from segexp.models.unet import UNET_DEFAULTS
 
 # preset -> (trainable, total) at the preset's own input size and class count.
 EXPECTED = {
@@ -107,10 +108,23 @@ def test_unet_small_counts_and_default_shape() -> None:
 
 
 @pytest.mark.parametrize("name", UNET_PRESETS)
-def test_unet_presets_list_every_builder_key(name: str) -> None:
+def test_unet_presets_are_the_schema_defaults_plus_their_own_values(name: str) -> None:
     cfg = load_preset(name)
-    assert cfg.builder == "unet"
-    assert SPEC_UNET_KEYS | set(UNET_DEFAULTS) <= set(cfg.keys())
+    assert cfg.builder == "unet" and OmegaConf.get_type(cfg) is UNetConf
+    assert set(cfg.keys()) >= SPEC_UNET_KEYS
+    written = OmegaConf.load(preset_dir() / f"{name}.yaml")
+    for key in cfg:
+        expected = written[key] if key in written else getattr(UNetConf(), key)
+        assert cfg[key] == expected, key
+
+
+def test_unet_schema_defaults_build_the_four_level_unet() -> None:
+    model = build_model({"name": "plain", "input_shape": [64, 64, 1]}, num_classes=2)
+    # depth 4, 64..1024 filters, 2 same-padded 3x3 convs per block, 2x2 transposed up-convs
+    assert len([layer for layer in model.layers if "_pool" in layer.name]) == 4
+    assert model.get_layer("bottleneck_conv2").filters == 1024
+    assert model.get_layer("dec0_up").kernel_size == (2, 2)
+    assert model.output_shape == (None, 64, 64, 1)
 
 
 def test_valid_transpose_matches_article_shapes() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import keras
 import pytest
-from omegaconf import OmegaConf
 
+from segexp.config import load_preset
 from segexp.errors import ConfigError
 from segexp.optim import build_optimizer, build_schedule, current_learning_rate
 
@@ -23,7 +23,7 @@ def lr_at(schedule, step: int) -> float:
 
 @pytest.mark.parametrize("path", sorted(CONF.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_yaml_option_builds(path):
-    cfg = OmegaConf.load(path)
+    cfg = load_preset("optimizer", path.stem)
     opt = build_optimizer(cfg, steps_per_epoch=5, epochs=3)
     expected = {
         "adam": keras.optimizers.Adam,
@@ -51,7 +51,7 @@ def test_sgd_unet_paper_momentum_and_options():
     assert opt.momentum == pytest.approx(0.99) and opt.nesterov is True
     assert opt.weight_decay == pytest.approx(1e-4) and opt.global_clipnorm == pytest.approx(1.0)
     assert current_learning_rate(opt) == pytest.approx(0.01)
-    assert OmegaConf.load(CONF / "sgd_unet.yaml").momentum == pytest.approx(0.99)
+    assert load_preset("optimizer", "sgd_unet").momentum == pytest.approx(0.99)
     opt = build_optimizer({"name": "adamw", "clipnorm": 2.0}, steps_per_epoch=1, epochs=1)
     assert opt.clipnorm == pytest.approx(2.0) and opt.weight_decay == pytest.approx(0.004)
 

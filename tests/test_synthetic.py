@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from segexp.config import CONF_DIR
+from segexp.config import load_preset
 from segexp.data.synthetic import generate, split_counts
 from segexp.errors import ConfigError
 
 
 def _cfg(**kw):
-    base = OmegaConf.load(CONF_DIR / "dataset" / "synthetic.yaml")
+    base = load_preset("dataset", "synthetic")
     return OmegaConf.merge(base, kw)
 
 

@@ -20,16 +20,14 @@ Options (``name``): ``none``, ``flip``, ``affine``, ``elastic``, ``color``, ``un
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from typing import Any
 
 import tensorflow as tf
 
 from segexp.augment._common import AugmentFn, BatchFn, _to_dict, sample_keys, split_keys
-from segexp.augment.color import COLOR_DEFAULTS, make_color
+from segexp.augment.color import make_color
 from segexp.augment.geometric import (
-    AFFINE_DEFAULTS,
-    ELASTIC_DEFAULTS,
-    FLIP_DEFAULTS,
     affine_matrix,
     apply_transform,
     coarse_grid,
@@ -39,14 +37,12 @@ from segexp.augment.geometric import (
     make_flip,
 )
 from segexp.augment.warp import Warp, apply_warps, group_warps, resample
+from segexp.config import typed
+from segexp.config.schema.augment import BLOCKS, UNetPaperConf
 from segexp.errors import ConfigError
 
 __all__ = [
-    "AFFINE_DEFAULTS",
     "Augment",
-    "COLOR_DEFAULTS",
-    "ELASTIC_DEFAULTS",
-    "FLIP_DEFAULTS",
     "UNET_PAPER_BLOCKS",
     "AugmentFn",
     "affine_matrix",
@@ -59,17 +55,24 @@ __all__ = [
     "make_color",
     "make_elastic",
     "make_flip",
+    "option_defaults",
     "resample",
 ]
 
-UNET_PAPER_BLOCKS: tuple[str, ...] = ("flip", "affine", "elastic", "color")
+UNET_PAPER_BLOCKS: tuple[str, ...] = tuple(BLOCKS)
 
+# Chosen by name, not `_target_`: unet_paper chains several options into one compiled Augment.
 _BUILDERS: dict[str, Callable[[Mapping | None], BatchFn | Warp]] = {
     "flip": make_flip,
     "affine": make_affine,
     "elastic": make_elastic,
     "color": make_color,
 }
+
+
+def option_defaults(name: str) -> dict[str, Any]:
+    """The keys and defaults of one option (flip, affine, elastic, color), ``name`` excluded."""
+    return {k: v for k, v in asdict(BLOCKS[name]()).items() if k != "name"}
 
 
 class Augment:
@@ -129,22 +132,13 @@ def build_augment(aug_cfg: Any) -> Augment | None:
     if name in _BUILDERS:
         return compose([_BUILDERS[name](cfg)])
     if name == "unet_paper":
-        unknown = sorted(set(cfg) - set(UNET_PAPER_BLOCKS) - {"name"})
-        if unknown:
-            raise ConfigError(
-                f"augmentation(unet_paper): unknown key(s) {unknown}; "
-                f"expected blocks {list(UNET_PAPER_BLOCKS)}"
-            )
-        fns = []
-        for block in UNET_PAPER_BLOCKS:
-            sub = cfg.get(block)
-            if sub is None or sub is False:
-                continue
-            if not isinstance(sub, Mapping):
-                raise ConfigError(
-                    f"augmentation.{block}={sub!r}: expected a mapping of {block} keys or null"
-                )
-            fns.append(_BUILDERS[block](sub))
+        cfg = {k: None if v is False else v for k, v in cfg.items()}  # false drops a block too
+        blocks = typed(cfg, UNetPaperConf, "augmentation(unet_paper)")
+        fns = [
+            _BUILDERS[block](asdict(sub))
+            for block in UNET_PAPER_BLOCKS
+            if (sub := getattr(blocks, block)) is not None
+        ]
         return compose(fns)
     raise ConfigError(
         f"augmentation.name={name!r}: expected one of {['none', *_BUILDERS, 'unet_paper']}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import asdict
 
 import tensorflow as tf
 
@@ -13,28 +13,19 @@ from segexp.augment._common import (
     _number,
     _probability,
     _range,
-    _to_dict,
     coin,
     normal,
     split_keys,
     uniform,
 )
-from segexp.config import with_defaults
-
-COLOR_DEFAULTS: dict[str, Any] = {
-    "brightness": 0.1,  # additive delta, uniform in [-b, b]
-    "contrast": 0.1,  # factor uniform in [1 - c, 1 + c] around the per-channel mean
-    "gamma": [0.9, 1.1],  # exponent range [lo, hi] (or g -> [1 - g, 1 + g]); 1 = off
-    "noise_std": 0.01,  # additive gaussian noise std
-    "clip": True,  # clip the result to [0, 1]
-    "p": 1.0,
-}
+from segexp.config import typed
+from segexp.config.schema.augment import ColorConf
 
 
 def make_color(cfg: Mapping | None = None) -> BatchFn:
     """Brightness, contrast, gamma and gaussian noise on the image only (mask untouched)."""
     where = "augmentation"
-    prm = with_defaults(_to_dict(cfg), COLOR_DEFAULTS, "augmentation(color)")
+    prm = asdict(typed(cfg, ColorConf, "augmentation(color)"))
     brightness = _number(prm["brightness"], f"{where}.brightness")
     contrast = _number(prm["contrast"], f"{where}.contrast", high=1.0)
     gamma = _range(prm["gamma"], f"{where}.gamma", centre=1.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import asdict
 
 import numpy as np
 import tensorflow as tf
@@ -20,37 +20,15 @@ from segexp.augment._common import (
     _number,
     _probability,
     _range,
-    _to_dict,
     coin,
     normal,
     split_keys,
     uniform,
 )
 from segexp.augment.warp import Warp, apply_warps, fold
-from segexp.config import with_defaults
+from segexp.config import typed
+from segexp.config.schema.augment import AffineConf, ElasticConf, FlipConf
 from segexp.errors import ConfigError
-
-FLIP_DEFAULTS: dict[str, Any] = {"horizontal": True, "vertical": False, "p": 0.5}
-AFFINE_DEFAULTS: dict[str, Any] = {
-    "rotation_range": 0.0,  # degrees, uniform in [-r, r]
-    "width_shift_range": 0.0,  # fraction of width (< 1) or pixels (>= 1)
-    "height_shift_range": 0.0,
-    "zoom_range": 0.0,  # z -> [1 - z, 1 + z], or [lo, hi]; < 1 zooms in (ImageDataGenerator)
-    "keep_aspect": False,  # False: x and y zoom drawn independently, like ImageDataGenerator
-    "shear_range": 0.0,  # degrees, uniform in [-s, s]
-    "horizontal_flip": False,
-    "vertical_flip": False,
-    "fill_mode": "reflect",  # reflect | constant | nearest | wrap
-    "fill_value": 0.0,  # image fill for fill_mode=constant
-    "mask_fill_value": 0,  # mask fill for fill_mode=constant (e.g. the ignore value)
-    "p": 1.0,
-}
-ELASTIC_DEFAULTS: dict[str, Any] = {
-    "grid_size": 3,  # coarse grid of random displacement vectors (int or [rows, cols])
-    "sigma": 10.0,  # displacement standard deviation in pixels
-    "interpolation": "bicubic",  # bicubic | bilinear upsampling of the displacement field
-    "p": 1.0,
-}
 
 
 def _where(do: tf.Tensor, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
@@ -61,7 +39,7 @@ def _where(do: tf.Tensor, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 # --------------------------------------------------------------------------------------- flip
 def make_flip(cfg: Mapping | None = None) -> BatchFn:
     """Random horizontal / vertical flips, each with probability ``p``."""
-    prm = with_defaults(_to_dict(cfg), FLIP_DEFAULTS, "augmentation(flip)")
+    prm = asdict(typed(cfg, FlipConf, "augmentation(flip)"))
     p = _probability(prm["p"], "augmentation.p")
     horizontal, vertical = bool(prm["horizontal"]), bool(prm["vertical"])
 
@@ -160,7 +138,7 @@ def apply_transform(
 def make_affine(cfg: Mapping | None = None) -> Warp:
     """Random rotation / shift / zoom / shear (/ flips) with ImageDataGenerator-style ranges."""
     where = "augmentation"
-    prm = with_defaults(_to_dict(cfg), AFFINE_DEFAULTS, "augmentation(affine)")
+    prm = asdict(typed(cfg, AffineConf, "augmentation(affine)"))
     rot = math.radians(_number(prm["rotation_range"], f"{where}.rotation_range"))
     shear = math.radians(_number(prm["shear_range"], f"{where}.shear_range", high=80.0))
     wshift = _number(prm["width_shift_range"], f"{where}.width_shift_range")
@@ -277,7 +255,7 @@ def displacement_field(
 def make_elastic(cfg: Mapping | None = None) -> Warp:
     """U-Net paper elastic deformation: coarse-grid random displacements, smooth per pixel."""
     where = "augmentation"
-    prm = with_defaults(_to_dict(cfg), ELASTIC_DEFAULTS, "augmentation(elastic)")
+    prm = asdict(typed(cfg, ElasticConf, "augmentation(elastic)"))
     grid_cfg = prm["grid_size"]
     grid = tuple(grid_cfg) if isinstance(grid_cfg, list | tuple) else (grid_cfg, grid_cfg)
     if len(grid) != 2 or not all(isinstance(g, int) and g >= 2 for g in grid):

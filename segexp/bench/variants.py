@@ -12,7 +12,7 @@ from segexp.bench.measure import model_flops, peak_rss_mb, reset_peak_rss
 from segexp.bench.python_baseline import python_dataset
 from segexp.bench.segexp_run import run_config, run_segexp
 from segexp.bench.timing import Result, make_timer, median, pipeline_rate
-from segexp.config import CONF_DIR
+from segexp.config import CONF_DIR, load_preset
 from segexp.errors import ConfigError, SegexpError
 
 
@@ -31,7 +31,7 @@ def aug_config(cfg: DictConfig, name: str) -> DictConfig:
     path = CONF_DIR / "augmentation" / f"{name}.yaml"
     if not path.exists():
         raise ConfigError(f"bench.augmentations: {name!r} is not in {path.parent}")
-    return OmegaConf.load(path)
+    return load_preset("augmentation", name)
 
 
 class Bench:
@@ -129,10 +129,10 @@ class Bench:
         return pipeline_rate(batches(), len(data), self.n_train)
 
     def _python_data(self, aug_cfg: DictConfig) -> Any:
-        from segexp.augment import AFFINE_DEFAULTS, ELASTIC_DEFAULTS, FLIP_DEFAULTS
+        from segexp.augment import option_defaults
 
         kind = str(aug_cfg.name)
-        defaults = {"affine": AFFINE_DEFAULTS, "elastic": ELASTIC_DEFAULTS, "flip": FLIP_DEFAULTS}
+        defaults = {k: option_defaults(k) for k in ("affine", "elastic", "flip")}
         if kind not in defaults:
             return None
         prm = {**defaults[kind], **OmegaConf.to_container(aug_cfg, resolve=True)}

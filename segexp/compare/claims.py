@@ -34,10 +34,11 @@ from typing import Any
 
 import pandas as pd
 
-from segexp.analysis import ANALYSIS_DEFAULTS, CURVE_METRICS
+from segexp.analysis import CURVE_METRICS
 from segexp.compare.protocol import deviations
 from segexp.compare.protocol import norm as _norm
 from segexp.compare.stats import Interval, mean_interval, welch_interval
+from segexp.config.schema.run import AnalysisConf
 from segexp.errors import ConfigError
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
@@ -124,7 +125,7 @@ def _short_runs(group: pd.DataFrame) -> list[str]:
             pd.to_numeric(pd.Series([run.get(k)]), errors="coerce")[0]
             for k in ("epochs_trained", "best_epoch", "param:analysis.patience")
         )
-        patience = ANALYSIS_DEFAULTS["patience"] if math.isnan(patience) else float(patience)
+        patience = AnalysisConf.patience if math.isnan(patience) else float(patience)
         if math.isnan(trained) or math.isnan(best):
             short.append(f"{run.get('run_name')} (no best epoch logged)")
         elif trained - best < patience:

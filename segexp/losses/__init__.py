@@ -23,15 +23,14 @@ import keras
 import tensorflow as tf
 
 from segexp.errors import ConfigError
-from segexp.losses.config import KINDS, LOSS_DEFAULTS, _loss_params, resolve_head
+from segexp.losses.config import KINDS, _loss_params
 from segexp.losses.weight_map import _unet_params, sample_weight_fn, unet_weight_map
+from segexp.models.heads import resolve_head
 
 __all__ = [
     "KINDS",
-    "LOSS_DEFAULTS",
     "SegmentationLoss",
     "build_loss",
-    "resolve_head",
     "sample_weight_fn",
     "unet_weight_map",
 ]

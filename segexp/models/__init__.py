@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import segexp
+from segexp.config.schema.model import MODELS, ModelConf
 from segexp.errors import ConfigError
-from segexp.models.common import head_channels, param_counts, resolve_head, resolve_task, to_plain
+from segexp.models.common import head_channels, param_counts, resolve_task, to_plain
+from segexp.models.heads import model_head, resolve_head
 
 if TYPE_CHECKING:
     import keras
@@ -34,6 +36,7 @@ __all__ = [
     "head_channels",
     "input_range",
     "load_preset",
+    "model_head",
     "model_summary",
     "output_crop",
     "param_counts",
@@ -45,10 +48,12 @@ __all__ = [
 ]
 
 LATENT_LAYER = "latent"
-BUILDERS = ("unet", "fcn8_vgg16", "autoencoder")
+BUILDERS = tuple(MODELS)
 
 
 def _builder(name: str) -> Callable[..., keras.Model]:
+    # By name, not `_target_`: `model.builder` is the key presets, params and comparisons use; a
+    # `_target_` beside it would say the same twice.
     if name == "unet":
         from segexp.models.unet import build_unet
 
@@ -86,28 +91,38 @@ def build_model(
     ``num_classes`` comes from the data, falling back to ``model_cfg.num_classes``.
     The head always outputs float32.
     """
-    cfg = to_plain(model_cfg)
-    if cfg.get("input_shape") is not None:
-        shape = _shape(cfg["input_shape"], "model.input_shape")
+    cfg = typed_model(model_cfg)
+    if cfg.input_shape is not None:
+        shape = _shape(cfg.input_shape, "model.input_shape")
     elif input_shape is not None:
         shape = _shape(list(input_shape), "input_shape")
     else:
         raise ConfigError("model.input_shape is null and no input shape was given")
     if num_classes is None:
-        num_classes = cfg.get("num_classes")
-    task = resolve_task(cfg)
+        num_classes = cfg.num_classes
+    task = resolve_task(cfg.task)
     if num_classes is None:
         if task != "reconstruction":
             raise ConfigError("model.num_classes is null and the data gave no class count")
         num_classes = 0
-    return _builder(str(cfg.get("builder") or "unet"))(cfg, shape, int(num_classes))
+    return _builder(cfg.builder)(cfg, shape, int(num_classes))
+
+
+def typed_model(model_cfg: DictConfig | Mapping[str, Any]) -> ModelConf:
+    """The model config checked against its builder's schema, defaults filled in."""
+    from segexp.config import typed
+
+    cfg = to_plain(model_cfg)
+    builder = str(cfg.get("builder") or "unet")
+    if builder not in MODELS:
+        raise ConfigError(f"model.builder={builder!r}: expected one of {', '.join(BUILDERS)}")
+    return typed(cfg, MODELS[builder], f"model({builder})")
 
 
 def resolve_model_head(model_cfg: DictConfig | Mapping[str, Any], num_classes: int) -> str:
     """The concrete head (sigmoid|softmax|linear) a config gives for ``num_classes``."""
-    cfg = to_plain(model_cfg)
-    default = "softmax" if cfg.get("builder") == "fcn8_vgg16" else "auto"
-    return resolve_head(cfg.get("head", default), num_classes, resolve_task(cfg))
+    cfg = typed_model(model_cfg)
+    return resolve_head(getattr(cfg, "head", None), num_classes, resolve_task(cfg.task))
 
 
 def input_range(model_cfg: DictConfig | Mapping[str, Any]) -> float:
@@ -116,7 +131,7 @@ def input_range(model_cfg: DictConfig | Mapping[str, Any]) -> float:
     1.0 for every preset except those that keep an article's in-model ``Rescaling(1/255)``
     (``input_range: 255``), which expect raw 0..255 pixels.
     """
-    value = to_plain(model_cfg).get("input_range", 1.0)
+    value = to_plain(model_cfg).get("input_range", ModelConf.input_range)
     if value is None:
         return 1.0
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -186,15 +201,10 @@ def preset_names() -> list[str]:
 
 
 def load_preset(name: str) -> DictConfig:
-    """Load ``conf/model/<name>.yaml``."""
-    from omegaconf import OmegaConf
+    """``conf/model/<name>.yaml`` merged into its schema (every key, typed)."""
+    from segexp.config import load_preset as load
 
-    path = preset_dir() / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(
-            f"model preset {name!r}: no {path}; available: {', '.join(preset_names())}"
-        )
-    return OmegaConf.load(path)
+    return load("model", name)
 
 
 def preset_input_shape(

@@ -10,33 +10,23 @@ model.get_layer("latent").output)`` (see :func:`segexp.models.encoder_model`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import keras
 from keras import layers
 
+from segexp.config.schema.model import AutoencoderConf
 from segexp.errors import ConfigError
-from segexp.models.common import as_int, keras_activation, resolve_head
+from segexp.models.common import as_int, keras_activation
+from segexp.models.heads import resolve_head
 
 LATENT_LAYER = "latent"
 
-AUTOENCODER_DEFAULTS: dict[str, Any] = {
-    "encoder_filters": [32, 64],
-    "kernel_size": 3,
-    "activation": "relu",
-    "latent_dim": 2,
-    "output_kernel_size": 7,
-    "head": "auto",
-}
-
 
 def build_autoencoder(
-    cfg: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int | None = None
+    cfg: AutoencoderConf, input_shape: tuple[int, int, int], num_classes: int | None = None
 ) -> keras.Model:
     """Build the convolutional autoencoder; output has the input's shape."""
     height, width, channels = (int(v) for v in input_shape)
-    filters = cfg.get("encoder_filters", AUTOENCODER_DEFAULTS["encoder_filters"])
+    filters = cfg.encoder_filters
     if (
         not isinstance(filters, list | tuple)
         or not filters
@@ -49,11 +39,11 @@ def build_autoencoder(
             f"model.input_shape={list(input_shape)}: H and W must be divisible by {factor} "
             f"for {len(filters)} stride-2 encoder convs"
         )
-    kernel = as_int(cfg, "kernel_size", 3, minimum=1)
-    latent_dim = as_int(cfg, "latent_dim", 2, minimum=1)
-    out_kernel = as_int(cfg, "output_kernel_size", 7, minimum=1)
-    act = keras_activation(cfg.get("activation", "relu"))
-    head = resolve_head(cfg.get("head"), num_classes or 2, "reconstruction")
+    kernel = as_int(cfg.kernel_size, "kernel_size", minimum=1)
+    latent_dim = as_int(cfg.latent_dim, "latent_dim", minimum=1)
+    out_kernel = as_int(cfg.output_kernel_size, "output_kernel_size", minimum=1)
+    act = keras_activation(cfg.activation)
+    head = resolve_head(cfg.head, num_classes or 2, "reconstruction")
     if head == "softmax":
         raise ConfigError("model.head='softmax': an autoencoder head is linear or sigmoid")
     code_hw = (height // factor, width // factor)
@@ -81,4 +71,4 @@ def build_autoencoder(
         dtype="float32",
         name="head",
     )(x)
-    return keras.Model(inputs, outputs, name=str(cfg.get("name") or "autoencoder"))
+    return keras.Model(inputs, outputs, name=cfg.name or "autoencoder")

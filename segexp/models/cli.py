@@ -17,16 +17,16 @@ def _build(name: str) -> tuple[Any, Any, tuple[int, int, int], int | None, bool]
     from segexp.models import build_model, load_preset, preset_input_shape
 
     cfg = load_preset(name)
-    fixed = cfg.get("input_shape") is not None
+    fixed = cfg.input_shape is not None
     shape = preset_input_shape(cfg, DEFAULT_INPUT)
-    classes = cfg.get("num_classes")
-    if cfg.get("task", "segmentation") == "reconstruction":
+    classes = cfg.num_classes
+    if cfg.task == "reconstruction":
         classes = None
         build_classes = None
     else:
         build_classes = DEFAULT_CLASSES if classes is None else int(classes)
     model = build_model(cfg, shape, build_classes)
-    return cfg, model, shape, build_classes, fixed and cfg.get("num_classes") is not None
+    return cfg, model, shape, build_classes, fixed and cfg.num_classes is not None
 
 
 def preset_table() -> list[dict[str, Any]]:

@@ -1,8 +1,7 @@
-"""Helpers shared by the model builders: config access, head resolution, parameter counts."""
+"""Helpers shared by the model builders: range checks, output channels, parameter counts."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,7 +12,6 @@ from segexp.errors import ConfigError
 if TYPE_CHECKING:
     import keras
 
-HEADS = ("auto", "sigmoid", "softmax", "linear")
 TASKS = ("segmentation", "reconstruction")
 
 
@@ -21,28 +19,12 @@ def to_plain(cfg: Any) -> dict[str, Any]:
     return to_dict(cfg, "model config")
 
 
-def resolve_task(cfg: Mapping[str, Any]) -> str:
+def resolve_task(task: str | None) -> str:
     """``model.task``: segmentation (default) or reconstruction."""
-    task = cfg.get("task") or "segmentation"
+    task = task or "segmentation"
     if task not in TASKS:
         raise ConfigError(f"model.task={task!r}: expected one of {', '.join(TASKS)}")
     return str(task)
-
-
-def resolve_head(head: str | None, num_classes: int, task: str = "segmentation") -> str:
-    """The concrete head activation: ``sigmoid``, ``softmax`` or ``linear``.
-
-    ``auto`` is a 1-channel sigmoid for 2 classes, a softmax otherwise; for a reconstruction
-    task ``auto`` is linear (the image itself is the target).
-    """
-    head = head or "auto"
-    if head not in HEADS:
-        raise ConfigError(f"model.head={head!r}: expected one of {', '.join(HEADS)}")
-    if head != "auto":
-        return head
-    if task == "reconstruction":
-        return "linear"
-    return "sigmoid" if num_classes == 2 else "softmax"
 
 
 def head_channels(head: str, num_classes: int) -> int:
@@ -71,31 +53,15 @@ def param_counts(model: keras.Model) -> tuple[int, int]:
     return trainable, total
 
 
-def as_int(cfg: Mapping[str, Any], key: str, default: int, minimum: int = 0) -> int:
-    """Read an integer key, with a one-line error for a bad value."""
-    value = cfg.get(key, default)
-    if value is None:
-        value = default
+def as_int(value: Any, key: str, minimum: int = 0) -> int:
+    """An integer key of at least ``minimum``, with a one-line error for a bad value."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"model.{key}={value!r}: expected an integer >= {minimum}")
     return value
 
 
-def as_bool(cfg: Mapping[str, Any], key: str, default: bool) -> bool:
-    """Read a boolean key."""
-    value = cfg.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ConfigError(f"model.{key}={value!r}: expected true or false")
-    return value
-
-
-def as_choice(cfg: Mapping[str, Any], key: str, default: str, choices: tuple[str, ...]) -> str:
-    """Read a string key restricted to ``choices``."""
-    value = cfg.get(key, default)
-    if value is None:
-        value = default
+def as_choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
+    """A string key restricted to ``choices``."""
     if value not in choices:
         raise ConfigError(f"model.{key}={value!r}: expected one of {', '.join(choices)}")
     return str(value)

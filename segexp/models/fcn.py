@@ -10,31 +10,15 @@ downloaded: ``weights`` is null (random init) or a local ``.h5``/``.keras`` weig
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import keras
 from keras import layers
 
+from segexp.config.schema.model import FCNConf
 from segexp.errors import ConfigError
-from segexp.models.common import (
-    as_bool,
-    as_int,
-    head_channels,
-    keras_activation,
-    resolve_head,
-    resolve_task,
-)
-
-FCN_DEFAULTS: dict[str, Any] = {
-    "weights": None,
-    "freeze_encoder": True,
-    "fc_filters": 4096,
-    "fc_kernel_size": 7,
-    "score_activation": "linear",
-    "head": "softmax",
-}
+from segexp.models.common import as_int, head_channels, keras_activation, resolve_task
+from segexp.models.heads import resolve_head
 
 
 def load_vgg16(weights: str | None, input_shape: tuple[int, int, int]) -> keras.Model:
@@ -58,10 +42,10 @@ def load_vgg16(weights: str | None, input_shape: tuple[int, int, int]) -> keras.
 
 
 def build_fcn8_vgg16(
-    cfg: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int
+    cfg: FCNConf, input_shape: tuple[int, int, int], num_classes: int
 ) -> keras.Model:
     """Build the FCN-8s-style network of article 004 on VGG16."""
-    if resolve_task(cfg) != "segmentation":
+    if resolve_task(cfg.task) != "segmentation":
         raise ConfigError("model.task: the fcn8_vgg16 builder supports only segmentation")
     height, width, channels = (int(v) for v in input_shape)
     if height % 32 or width % 32 or channels != 3:
@@ -69,18 +53,18 @@ def build_fcn8_vgg16(
             f"model.input_shape={list(input_shape)}: fcn8_vgg16 needs H and W divisible by 32 "
             "and 3 channels"
         )
-    head = resolve_head(cfg.get("head", "softmax"), num_classes)
-    fc_filters = as_int(cfg, "fc_filters", 4096, minimum=1)
-    fc_kernel = as_int(cfg, "fc_kernel_size", 7, minimum=1)
-    vgg = load_vgg16(cfg.get("weights"), (height, width, channels))
-    vgg.trainable = not as_bool(cfg, "freeze_encoder", True)
+    head = resolve_head(cfg.head, num_classes)
+    fc_filters = as_int(cfg.fc_filters, "fc_filters", minimum=1)
+    fc_kernel = as_int(cfg.fc_kernel_size, "fc_kernel_size", minimum=1)
+    vgg = load_vgg16(cfg.weights, (height, width, channels))
+    vgg.trainable = not cfg.freeze_encoder
 
     pool3 = vgg.get_layer("block3_pool").output
     pool4 = vgg.get_layer("block4_pool").output
     x = vgg.get_layer("block5_pool").output
     x = layers.Conv2D(fc_filters, fc_kernel, padding="same", activation="relu", name="fc6")(x)
     x = layers.Conv2D(fc_filters, 1, padding="same", activation="relu", name="fc7")(x)
-    score_act = keras_activation(cfg.get("score_activation", "linear"))
+    score_act = keras_activation(cfg.score_activation)
     x = layers.Conv2D(num_classes, 1, padding="same", activation=score_act, name="score")(x)
     x = layers.Conv2DTranspose(int(pool4.shape[-1]), 4, strides=2, padding="same", name="up_pool4")(
         x
@@ -99,4 +83,4 @@ def build_fcn8_vgg16(
         dtype="float32",
         name="head",
     )(x)
-    return keras.Model(vgg.inputs, outputs, name=str(cfg.get("name") or "fcn8_vgg16"))
+    return keras.Model(vgg.inputs, outputs, name=cfg.name or "fcn8_vgg16")

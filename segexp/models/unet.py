@@ -16,55 +16,19 @@ up-sampled map, whichever is larger) is center-cropped before the concatenation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import keras
 from keras import layers
 
+from segexp.config.schema.model import UNetConf
 from segexp.errors import ConfigError
-from segexp.models.common import (
-    as_bool,
-    as_choice,
-    as_int,
-    head_channels,
-    keras_activation,
-    resolve_head,
-    resolve_task,
-)
+from segexp.models.common import as_choice, as_int, head_channels, keras_activation, resolve_task
+from segexp.models.heads import resolve_head
 from segexp.models.valid_sizes import check_valid_size
 
 UPSAMPLING_MODES = ("transpose", "resize", "transpose_resize")
 DROPOUT_POSITIONS = ("block_end", "after_first_conv")
-
-#: Every key the U-Net builder reads, with its default. U-Net presets list all of them so that
-#: any key can be overridden from the command line (``model.batchnorm=true``).
-UNET_DEFAULTS: dict[str, Any] = {
-    "depth": 4,
-    "filters": 64,
-    "convs_per_block": 2,
-    "encoder_convs": None,
-    "bottleneck_convs": None,
-    "decoder_convs": None,
-    "kernel_size": 3,
-    "kernel_initializer": "he_normal",
-    "activation": "relu",
-    "padding": "same",
-    "padding_overrides": {},
-    "decoder_conv": "conv",
-    "batchnorm": False,
-    "dropout": 0.0,
-    "dropout_position": "block_end",
-    "dropout_decoder": False,
-    "dropout_skip": True,
-    "pool_size": 2,
-    "upsampling": "transpose",
-    "up_kernel_size": 2,
-    "up_activation": "linear",
-    "rescale": None,
-    "rescale_offset": 0.0,
-    "head": "auto",
-}
 
 
 def _kernel(value: Any, key: str) -> tuple[int, int]:
@@ -115,55 +79,49 @@ def _rates(value: Any, n: int) -> tuple[float, ...]:
 class _Builder:
     """Holds the parsed U-Net settings while the functional graph is assembled."""
 
-    def __init__(self, cfg: Mapping[str, Any]):
-        self.depth = as_int(cfg, "depth", UNET_DEFAULTS["depth"], minimum=1)
-        filters = cfg.get("filters", UNET_DEFAULTS["filters"])
-        if isinstance(filters, list | tuple):
-            self.filters = _per_level(filters, self.depth + 1, "filters", 64, 1)
+    def __init__(self, cfg: UNetConf):
+        self.depth = as_int(cfg.depth, "depth", minimum=1)
+        if isinstance(cfg.filters, list | tuple):
+            self.filters = _per_level(cfg.filters, self.depth + 1, "filters", 64, 1)
         else:
-            base = as_int(cfg, "filters", UNET_DEFAULTS["filters"], minimum=1)
+            base = as_int(cfg.filters, "filters", minimum=1)
             self.filters = tuple(base * 2**level for level in range(self.depth + 1))
-        per_block = as_int(cfg, "convs_per_block", UNET_DEFAULTS["convs_per_block"], minimum=1)
+        per_block = as_int(cfg.convs_per_block, "convs_per_block", minimum=1)
         self.encoder_convs = _per_level(
-            cfg.get("encoder_convs"), self.depth, "encoder_convs", per_block, 1
+            cfg.encoder_convs, self.depth, "encoder_convs", per_block, 1
         )
         self.bottleneck_convs = _per_level(
-            cfg.get("bottleneck_convs"), 1, "bottleneck_convs", per_block, 1
+            cfg.bottleneck_convs, 1, "bottleneck_convs", per_block, 1
         )[0]
         self.decoder_convs = _per_level(
-            cfg.get("decoder_convs"), self.depth, "decoder_convs", per_block, 0
+            cfg.decoder_convs, self.depth, "decoder_convs", per_block, 0
         )
-        self.kernel_size = _kernel(cfg.get("kernel_size", 3), "kernel_size")
-        self.up_kernel_size = _kernel(cfg.get("up_kernel_size", 2), "up_kernel_size")
-        self.pool_size = as_int(cfg, "pool_size", 2, minimum=1)
-        self.initializer = cfg.get("kernel_initializer") or "he_normal"
-        self.activation = keras_activation(cfg.get("activation", "relu"))
-        self.up_activation = keras_activation(cfg.get("up_activation", "linear"))
-        self.padding = as_choice(cfg, "padding", "same", ("same", "valid"))
-        overrides = cfg.get("padding_overrides") or {}
-        if not isinstance(overrides, Mapping) or any(
-            v not in ("same", "valid") for v in overrides.values()
-        ):
+        self.kernel_size = _kernel(cfg.kernel_size, "kernel_size")
+        self.up_kernel_size = _kernel(cfg.up_kernel_size, "up_kernel_size")
+        self.pool_size = as_int(cfg.pool_size, "pool_size", minimum=1)
+        self.initializer = cfg.kernel_initializer or "he_normal"
+        self.activation = keras_activation(cfg.activation)
+        self.up_activation = keras_activation(cfg.up_activation)
+        self.padding = as_choice(cfg.padding, "padding", ("same", "valid"))
+        overrides = cfg.padding_overrides or {}
+        if any(v not in ("same", "valid") for v in overrides.values()):
             raise ConfigError(
                 f"model.padding_overrides={overrides!r}: expected a mapping "
                 "layer name -> same|valid"
             )
         self.padding_overrides = dict(overrides)
-        self.decoder_transpose = (
-            as_choice(cfg, "decoder_conv", "conv", ("conv", "transpose")) == "transpose"
+        decoder_conv = as_choice(cfg.decoder_conv, "decoder_conv", ("conv", "transpose"))
+        self.decoder_transpose = decoder_conv == "transpose"
+        self.batchnorm = cfg.batchnorm
+        self.dropout = _rates(cfg.dropout, self.depth + 1)
+        self.dropout_position = as_choice(
+            cfg.dropout_position, "dropout_position", DROPOUT_POSITIONS
         )
-        self.batchnorm = as_bool(cfg, "batchnorm", False)
-        self.dropout = _rates(cfg.get("dropout", 0.0), self.depth + 1)
-        self.dropout_position = as_choice(cfg, "dropout_position", "block_end", DROPOUT_POSITIONS)
-        self.dropout_decoder = as_bool(cfg, "dropout_decoder", False)
-        self.dropout_skip = as_bool(cfg, "dropout_skip", True)
-        self.upsampling = as_choice(cfg, "upsampling", "transpose", UPSAMPLING_MODES)
-        self.rescale = cfg.get("rescale")
-        self.rescale_offset = cfg.get("rescale_offset") or 0.0
-        for key, value in (("rescale", self.rescale), ("rescale_offset", self.rescale_offset)):
-            bad = isinstance(value, bool) or not isinstance(value, int | float)
-            if value is not None and bad:
-                raise ConfigError(f"model.{key}={value!r}: expected a number or null")
+        self.dropout_decoder = cfg.dropout_decoder
+        self.dropout_skip = cfg.dropout_skip
+        self.upsampling = as_choice(cfg.upsampling, "upsampling", UPSAMPLING_MODES)
+        self.rescale = cfg.rescale
+        self.rescale_offset = cfg.rescale_offset or 0.0
         self.used_names: set[str] = set()
 
     # -- layers ---------------------------------------------------------------------------
@@ -252,32 +210,31 @@ def _center_crop(x: Any, height: int, width: int, name: str) -> Any:
     return layers.Cropping2D(((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)), name=name)(x)
 
 
-def build_unet(
-    cfg: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int
-) -> keras.Model:
-    """Build a U-Net from a plain config mapping (see :data:`UNET_DEFAULTS` for the keys).
+def build_unet(cfg: UNetConf, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """Build a U-Net from its typed config (keys: :class:`segexp.config.schema.model.UNetConf`).
 
     With valid padding, an input size at which a pooling floors an odd feature map or a skip
     connection would be cropped unevenly is a ConfigError naming the nearest valid sizes.
     """
     b = _Builder(cfg)
-    check_valid_size(b, tuple(input_shape[:2]), str(cfg.get("name") or "unet"))
+    name = cfg.name or "unet"
+    check_valid_size(b, tuple(input_shape[:2]), name)
     try:
         return _assemble(b, cfg, input_shape, num_classes)
     except ValueError as err:
         if "zero or negative" not in str(err):
             raise
         raise ConfigError(
-            f"model {cfg.get('name') or 'unet'}: input {list(input_shape)} is too small for "
+            f"model {name}: input {list(input_shape)} is too small for "
             f"depth {b.depth} with {b.padding} padding (a feature map shrinks to nothing)"
         ) from None
 
 
 def _assemble(
-    b: _Builder, cfg: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int
+    b: _Builder, cfg: UNetConf, input_shape: tuple[int, int, int], num_classes: int
 ) -> keras.Model:
-    task = resolve_task(cfg)
-    head = resolve_head(cfg.get("head"), num_classes, task)
+    task = resolve_task(cfg.task)
+    head = resolve_head(cfg.head, num_classes, task)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
     if b.rescale is not None:
@@ -329,4 +286,4 @@ def _assemble(
     outputs = layers.Conv2D(
         channels, 1, activation=keras_activation(head), dtype="float32", name="head"
     )(x)
-    return keras.Model(inputs, outputs, name=str(cfg.get("name") or "unet"))
+    return keras.Model(inputs, outputs, name=cfg.name or "unet")
