@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from segexp import tracking
-from segexp.checkpoint import conflicts, locate
 from segexp.errors import ConfigError
+from segexp.train.resume import conflicts, locate
 from tests._runs import EPOCH_KEYS, history, only_run, run_cli, steps_of
 from tests.conftest import TINY
 
@@ -58,7 +58,7 @@ def test_sigkill_at_every_phase_then_resume_equals_an_uninterrupted_run(
 ):
     import mlflow
 
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     uri, out = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "out"
     cmd = [sys.executable, "-m", "segexp.train", *KILL_SETTINGS, f"tracking.uri={uri}"]
@@ -176,7 +176,8 @@ def test_early_stopping_best_weights_survive_a_restart(tmp_path):
     import keras
     import numpy as np
 
-    from segexp.checkpoint import STATE_FILE, ResumeCheckpoint, resume_dir
+    from segexp.train.checkpoint import ResumeCheckpoint
+    from segexp.train.resume_files import STATE_FILE, resume_dir
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     es = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
@@ -185,7 +186,7 @@ def test_early_stopping_best_weights_survive_a_restart(tmp_path):
     es.best_weights, es.best, es.wait = best, 0.25, 1
     ckpt = ResumeCheckpoint(tmp_path, "r" * 32, watch=[es])
     ckpt.set_model(model)
-    ckpt.before_log(0, {"loss": 1.0, "val_loss": 0.25})
+    ckpt.on_epoch_end(0, {"loss": 1.0, "val_loss": 0.25})
 
     state = json.loads((resume_dir(tmp_path) / STATE_FILE).read_text())
     fresh = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
@@ -204,8 +205,8 @@ def test_deterministic_resume_with_dropout_matches_an_uninterrupted_run(
 ):
     """Dropout's seed generators are part of the checkpoint: after an interrupt at epoch 2 the
     resumed run draws the masks the uninterrupted run drew, so every epoch's metrics agree."""
-    import segexp.epoch_logger as epoch_logger
-    from segexp.runner import train
+    import segexp.train.epoch_logger as epoch_logger
+    from segexp.train.lifecycle import train
 
     settings = [
         *TINY,
@@ -253,7 +254,9 @@ def test_checkpoint_variables_round_trip_and_refuse_another_model(tmp_path):
     """Model and optimizer variables come back exactly; another model's checkpoint is refused."""
     import keras
 
-    from segexp.checkpoint import RESUME_SUBDIR, Resume, load_weights, save_variables
+    from segexp.train.checkpoint import load_weights, save_variables
+    from segexp.train.resume import Resume
+    from segexp.train.resume_files import RESUME_SUBDIR
 
     def net(width: int) -> keras.Model:
         model = keras.Sequential(
@@ -291,9 +294,9 @@ def interrupted(tmp_path_factory):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import segexp.epoch_logger as epoch_logger
+    import segexp.train.epoch_logger as epoch_logger
     from segexp.config import CONF_DIR
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     base = tmp_path_factory.mktemp("interrupted")
     uri, out = f"sqlite:///{base}/mlflow.db", base / "out"
@@ -348,7 +351,7 @@ def _one_line(err: str) -> str:
 def test_truncated_newest_checkpoint_falls_back_to_the_previous_epoch(
     tmp_path, interrupted, compose, monkeypatch, capsys
 ):
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     uri, out, settings = interrupted(tmp_path)
     newest = out / "checkpoints/resume/epoch-00002.npz"
@@ -428,7 +431,7 @@ def test_a_launch_killed_before_its_run_existed_is_resumed_into_a_new_run(
     creates the run and trains it from epoch 0."""
     from mlflow import MlflowClient
 
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt

@@ -21,7 +21,7 @@ def finished_run(tmp_path_factory):
     from hydra import compose, initialize_config_dir
 
     from segexp.config import CONF_DIR
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     tmp = tmp_path_factory.mktemp("e2e")
     uri = f"sqlite:///{tmp}/mlflow.db"

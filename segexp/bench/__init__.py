@@ -4,7 +4,7 @@ Variants, on the same model (same initial weights), data, batch size and steps p
 
 - (a) ``segexp``: segexp's training path as configured: ``make_dataset`` (cache, shuffle,
   stateless-seeded augmentation, batch, prefetch), the configured callbacks (checkpoints, ...),
-  the per-epoch resume checkpoint and the real :class:`~segexp.epoch_logger.EpochLogger`
+  the per-epoch resume checkpoint and the real :class:`~segexp.train.epoch_logger.EpochLogger`
   logging every epoch to a temporary MLflow SQLite store;
 - (b) ``keras``: plain ``model.fit`` on in-memory NumPy arrays, no augmentation, no callbacks;
 - (c) ``python_aug``: with augmentation on, a Keras-2 ``ImageDataGenerator``-like loop: a

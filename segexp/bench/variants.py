@@ -178,11 +178,11 @@ class Bench:
         import keras
         import numpy as np
 
-        from segexp import devices
         from segexp.config import input_spec
         from segexp.data import load_source
         from segexp.models import build_model, output_crop
-        from segexp.runner import head_of
+        from segexp.train import devices
+        from segexp.train.build import head_of
 
         self.cfg, self.workdir = cfg, workdir
         self.bcfg = cfg.bench
@@ -222,7 +222,7 @@ class Bench:
         import keras
 
         from segexp.models import build_model
-        from segexp.runner import compile_args
+        from segexp.train.build import compile_args
 
         keras.utils.set_random_seed(self.seed)
         total_epochs = self.warmup + self.epochs
@@ -282,9 +282,9 @@ class Bench:
         from mlflow import MlflowClient
 
         from segexp.callbacks import build_callbacks
-        from segexp.checkpoint import ResumeCheckpoint
-        from segexp.epoch_logger import EpochLogger
-        from segexp.runner import build_datasets
+        from segexp.train.build import build_datasets
+        from segexp.train.checkpoint import ResumeCheckpoint
+        from segexp.train.epoch_logger import EpochLogger
 
         cfg = self.cfg
         reset_peak_rss()
@@ -317,7 +317,6 @@ class Bench:
             sample_targets=sample_y if n_samples else None,
             images_every=int(cfg.trainer.log_images_every),
             epochs=self.warmup + self.epochs,
-            batch_size=self.batch_size,
             task=self.task,
             head=self.head,
             ignore_value=self.source.ignore_value,
@@ -326,8 +325,8 @@ class Bench:
         per_epoch_callbacks: list[float] = []
         extra = []
         if bool(self.bcfg.callbacks):
-            # segexp-train's callbacks, and its per-epoch resume checkpoint (written before the
-            # epoch is logged, so its time is added to the callbacks' share here).
+            # segexp-train's callbacks, and its per-epoch resume checkpoint (before the logger,
+            # as in segexp-train; its time is added to the callbacks' share here).
             extra = build_callbacks(cfg.trainer, cfg.optimizer, output_dir=self.workdir / scenario)
             ckpt = ResumeCheckpoint(
                 self.workdir / scenario,
@@ -335,16 +334,6 @@ class Bench:
                 watch=extra,
                 stop_on_nan=bool(cfg.trainer.get("terminate_on_nan", True)),
             )
-            ckpt.attach(logger)
-
-            def before_log(epoch: int, logs: dict) -> bool:
-                t0 = time.perf_counter()
-                try:
-                    return ckpt.before_log(epoch, logs)
-                finally:
-                    counter["s"] += time.perf_counter() - t0
-
-            logger.before_log = before_log
             extra.append(ckpt)
 
         timer = _make_timer()(logger)
@@ -386,7 +375,7 @@ class Bench:
         x, y = self.x_train, self._targets(self.y_train, self.x_train)
         val = (self.x_val, self._targets(self.y_val, self.x_val))
         sample_weight = None
-        from segexp.runner import weight_fn
+        from segexp.train.build import weight_fn
 
         fn = weight_fn(self.cfg, self.source)
         if fn is not None and self.target == "mask":
