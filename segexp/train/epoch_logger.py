@@ -16,9 +16,9 @@ from segexp.plots import prediction_panel
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Time each epoch and its training part (``train_seconds`` and ``train_images`` exclude
-    validation). Put it after the configured callbacks and before the resume checkpoint, which
-    saves :meth:`state` with the epoch and restores it on resume."""
+    """Time each epoch and its training part (``epoch_train_seconds`` and ``epoch_images``
+    exclude validation). Put it after the configured callbacks and before the resume
+    checkpoint, which saves :meth:`state` with the epoch and restores it on resume."""
 
     def __init__(self, *, batch_size: int = 1, images_per_epoch: int | None = None) -> None:
         super().__init__()

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from segexp import sweep, tracking
 from segexp.config import check_integers
 from segexp.train import devices, results
-from segexp.train.build import build
+from segexp.train.build import Built, build
 from segexp.train.checkpoint import fault_point
 from segexp.train.fit import fit
 from segexp.train.resume import (
@@ -101,7 +101,7 @@ def train(cfg: DictConfig) -> float | None:
 
 
 def _fit_and_log(
-    cfg: DictConfig, built: Any, run: RunHandle, resume: Resume | None
+    cfg: DictConfig, built: Built, run: RunHandle, resume: Resume | None
 ) -> dict[str, float]:
     """Set-up logging (new runs only), training with per-epoch checkpoints, result logging."""
     title = results.figure_title(cfg, built, run)
