@@ -170,7 +170,7 @@ def checkpoint_paths(trainer_cfg: Any, output_dir: Path | str) -> dict[str, Path
 class SaveAtEnd(keras.callbacks.Callback):
     """Save the final model (``checkpoint.last``) when training ends, however it ends.
 
-    Per-epoch state for crash recovery is the resume checkpoint (segexp/checkpoint.py), so the
+    Per-epoch state for crash recovery is the resume checkpoint (segexp/train/checkpoint.py), so the
     last model is not rewritten every epoch.
     """
 

@@ -1,4 +1,4 @@
-"""Helpers for the in-process end-to-end tests: one tiny `segexp.runner.train` run, read back."""
+"""Helpers for the in-process end-to-end tests: one tiny `segexp.train.lifecycle.train` run."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ ONE_EPOCH = [
 def train_run(compose, workdir: Path, uri: str, experiment: str, overrides: list[str]):
     """Compose ``overrides`` (plus the store and experiment), train in-process with
     ``workdir`` as the output directory and return ``(client, run)`` of the single run."""
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     cfg = compose([*overrides, f"tracking.uri={uri}", f"tracking.experiment={experiment}"])
     workdir.mkdir(parents=True, exist_ok=True)
-    with contextlib.chdir(workdir):  # the runner writes checkpoints/preview into the cwd
+    with contextlib.chdir(workdir):  # the job writes checkpoints/preview into the cwd
         train(cfg)
     return only_run(uri, experiment)
 

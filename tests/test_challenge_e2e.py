@@ -17,10 +17,10 @@ BASE = [*ONE_EPOCH, "dataset.image_size=[32,32]"]
 
 
 def test_dsb2018_run_logs_instance_map_image_means_and_hd95(compose, tmp_path, store, monkeypatch):
-    """The run logs what the metrics give for the runner's own test stream; the logged values
+    """The run logs what the metrics give for the training job's own test stream; the logged values
     come from a stand-in model that predicts every pixel right (so they are known by hand),
     the trained model's values are checked against the pooled Keras metrics."""
-    from segexp import runner
+    from segexp.train import results
 
     touching_tree(tmp_path / "dsb")  # 3 samples: one train, one val, one test image
     trained: dict[str, float] = {}
@@ -29,7 +29,7 @@ def test_dsb2018_run_logs_instance_map_image_means_and_hd95(compose, tmp_path, s
         trained.update(evaluate_split(model, batches, *args, **kwargs))
         return evaluate_split(Echo(), batches, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "evaluate_split", with_echo)
+    monkeypatch.setattr(results, "evaluate_split", with_echo)
     _, run = train_run(
         compose,
         tmp_path / "work",
@@ -69,7 +69,7 @@ class Truth:
 def test_isbi2012_run_logs_rand_and_pixel_error(compose, tmp_path, store, monkeypatch):
     """The logged values come from a stand-in that predicts the true membrane (Rand and pixel
     error 0 by definition); the trained model's pixel error is 1 - its Keras accuracy."""
-    from segexp import runner
+    from segexp.train import results
 
     trained: dict[str, float] = {}
 
@@ -84,7 +84,7 @@ def test_isbi2012_run_logs_rand_and_pixel_error(compose, tmp_path, store, monkey
 
         return evaluate_split(truth, feed(), *args, **kwargs)
 
-    monkeypatch.setattr(runner, "evaluate_split", with_truth)
+    monkeypatch.setattr(results, "evaluate_split", with_truth)
     root = fx.write_isbi_tiff(tmp_path / "isbi", n=6, size=64)
     _, run = train_run(
         compose,

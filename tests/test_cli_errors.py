@@ -155,7 +155,7 @@ def _run_app(main, prog: str, args: list[str], monkeypatch, capsys) -> tuple[int
 
 def run_main(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     """Run the `segexp-train` Hydra app in-process; (exit code, stdout, stderr)."""
-    from segexp.train import main
+    from segexp.train.app import main
 
     return _run_app(main, "segexp-train", args, monkeypatch, capsys)
 
@@ -236,7 +236,7 @@ def _main_without_tensorflow(args: list[str], cwd: Path) -> subprocess.Completed
     code = (
         "import sys\n"
         f"sys.argv = ['segexp-train', *{args!r}]\n"
-        "from segexp.train import main\n"
+        "from segexp.train.app import main\n"
         "try:\n    main()\nexcept SystemExit as e:\n"
         "    print('exit', e.code, 'tf=' + str('tensorflow' in sys.modules),"
         " 'mlflow=' + str('mlflow' in sys.modules))\n"

@@ -44,7 +44,7 @@ def test_cfg_job_does_not_import_tensorflow():
     code = (
         "import sys\n"
         "sys.argv = ['segexp-train', '--cfg', 'job', 'trainer.epochs=5']\n"
-        "from segexp.train import main\n"
+        "from segexp.train.app import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
         "assert 'mlflow' not in sys.modules, 'mlflow imported'\n"
@@ -223,7 +223,7 @@ def test_typo_key_cli_exits_2_with_one_line_before_tensorflow():
     code = (
         "import sys\n"
         "sys.argv = ['segexp-train', 'model.batchnrm=true']\n"
-        "from segexp.train import main\n"
+        "from segexp.train.app import main\n"
         "try:\n    main()\nexcept SystemExit as e:\n    print('exit', e.code)\n"
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
     )

@@ -1,5 +1,5 @@
 """Every dataset preset trains one epoch from files on disk, through the
-real training path (`segexp.runner.train` on a Hydra-composed config), and logs its lineage
+real training path (`segexp.train.lifecycle.train` on a Hydra-composed config), and logs its lineage
 (tags dataset.*, class_frequency_* metrics, the MLflow dataset input, the preview artifact).
 
 Each case costs one real training run (~10-20 s on a loaded 2-core CPU); the default selection

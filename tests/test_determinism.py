@@ -61,7 +61,7 @@ def test_epoch_stream_works_with_a_global_seed_of_zero():
 
 
 def test_two_deterministic_runs_give_identical_metrics(tmp_path, compose, monkeypatch):
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     monkeypatch.chdir(tmp_path)
     runs = []

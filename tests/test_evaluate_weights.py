@@ -57,7 +57,7 @@ def best_run(tmp_path_factory):
     from mlflow import MlflowClient
 
     from segexp.config import CONF_DIR
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     tmp = tmp_path_factory.mktemp("best")
     uri = f"sqlite:///{tmp}/mlflow.db"

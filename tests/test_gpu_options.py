@@ -1,4 +1,4 @@
-"""GPU options (segexp/devices.py) checked on CPU: strategies, mixed precision, XLA, start-up."""
+"""GPU options (segexp/train/devices.py) on CPU: strategies, mixed precision, XLA, start-up."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from segexp import devices
 from segexp.errors import ConfigError
+from segexp.train import devices
 from tests.conftest import TINY
 
 UNET = {
@@ -146,7 +146,7 @@ def test_bad_gpu_options_are_one_line_config_errors(cfg, key):
 def test_train_applies_the_options_end_to_end(compose, store):
     from mlflow import MlflowClient
 
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     cfg = compose(
         [
@@ -173,7 +173,7 @@ def test_cli_startup_imports_no_tensorflow(args):
     code = (
         "import sys, io, contextlib\n"
         f"sys.argv = ['segexp-train', *{args!r}]\n"
-        "from segexp.train import main\n"
+        "from segexp.train.app import main\n"
         "buf = io.StringIO()\n"
         "with contextlib.redirect_stdout(buf):\n"
         "    try:\n"

@@ -11,7 +11,7 @@ from tests.conftest import TINY
 
 
 def test_trained_model_segments_images_of_any_size(compose, store, tmp_path, capsys):
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     cfg = compose(
         [

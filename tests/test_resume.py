@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from segexp import track
-from segexp.checkpoint import conflicts, locate
 from segexp.errors import ConfigError
+from segexp.train.resume import conflicts, locate
 from tests._runs import EPOCH_KEYS, history, only_run, run_cli, steps_of
 from tests.conftest import TINY
 
@@ -58,7 +58,7 @@ def test_sigkill_at_every_phase_then_resume_equals_an_uninterrupted_run(
 ):
     import mlflow
 
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     uri, out = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "out"
     cmd = [sys.executable, "-m", "segexp.train", *KILL_SETTINGS, f"tracking.uri={uri}"]
@@ -176,7 +176,8 @@ def test_early_stopping_best_weights_survive_a_restart(tmp_path):
     import keras
     import numpy as np
 
-    from segexp.checkpoint import STATE_FILE, ResumeCheckpoint, resume_dir
+    from segexp.train.checkpoint import ResumeCheckpoint
+    from segexp.train.resume_files import STATE_FILE, resume_dir
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     es = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
@@ -185,7 +186,7 @@ def test_early_stopping_best_weights_survive_a_restart(tmp_path):
     es.best_weights, es.best, es.wait = best, 0.25, 1
     ckpt = ResumeCheckpoint(tmp_path, "r" * 32, watch=[es])
     ckpt.set_model(model)
-    ckpt.before_log(0, {"loss": 1.0, "val_loss": 0.25})
+    ckpt.on_epoch_end(0, {"loss": 1.0, "val_loss": 0.25})
 
     state = json.loads((resume_dir(tmp_path) / STATE_FILE).read_text())
     fresh = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
@@ -199,13 +200,46 @@ def test_early_stopping_best_weights_survive_a_restart(tmp_path):
         np.testing.assert_array_equal(got, want)
 
 
+def test_epoch_timing_survives_a_restart(tmp_path):
+    """The checkpoint saves the epoch timer's and the logger's state with each epoch and gives
+    it back on resume, so a resumed run's timing summary covers every epoch."""
+    import keras
+
+    from segexp.train.checkpoint import ResumeCheckpoint
+    from segexp.train.epoch_logger import EpochLogger, EpochTimer, epoch_summary
+    from segexp.train.resume_files import STATE_FILE, resume_dir
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    timer, logger = EpochTimer(batch_size=4), EpochLogger(None, "r" * 32)
+    timer.epoch_train_seconds, timer.epoch_seconds = [2.0, 1.0], [3.0, 1.5]
+    timer.epoch_images, logger.logging_seconds = [8, 8], 0.5
+    ckpt = ResumeCheckpoint(tmp_path, "r" * 32, watch=[timer, logger])
+    ckpt.set_model(model)
+    ckpt.on_epoch_end(1, {"loss": 1.0})
+
+    state = json.loads((resume_dir(tmp_path) / STATE_FILE).read_text())
+    fresh_timer, fresh_logger = EpochTimer(batch_size=4), EpochLogger(None, "r" * 32)
+    restored = ResumeCheckpoint(tmp_path, "r" * 32, watch=[fresh_timer, fresh_logger], state=state)
+    restored.set_model(model)
+    restored.on_train_begin()
+    # Throughput skips the first (tracing) epoch: 8 images in 1 s; 5 s over 2 epochs in all.
+    assert epoch_summary(fresh_timer, fresh_logger) == pytest.approx(
+        {
+            "train_images_per_sec": 8.0,
+            "mean_epoch_seconds": 2.5,
+            "mlflow_logging_seconds": 0.5,
+            "mlflow_logging_share": 0.1,
+        }
+    )
+
+
 def test_deterministic_resume_with_dropout_matches_an_uninterrupted_run(
     tmp_path, compose, monkeypatch
 ):
     """Dropout's seed generators are part of the checkpoint: after an interrupt at epoch 2 the
     resumed run draws the masks the uninterrupted run drew, so every epoch's metrics agree."""
-    import segexp.epoch_logger as epoch_logger
-    from segexp.runner import train
+    import segexp.train.epoch_logger as epoch_logger
+    from segexp.train.lifecycle import train
 
     settings = [
         *TINY,
@@ -220,7 +254,7 @@ def test_deterministic_resume_with_dropout_matches_an_uninterrupted_run(
     ref_uri = f"sqlite:///{tmp_path}/ref.db"
     train(compose([*settings, f"tracking.uri={ref_uri}"]))
 
-    real = epoch_logger.tracking.log_metrics
+    real = epoch_logger.track.log_metrics
 
     def interrupted(client, run_id, metrics, step=None):
         if step == 2:
@@ -253,7 +287,9 @@ def test_checkpoint_variables_round_trip_and_refuse_another_model(tmp_path):
     """Model and optimizer variables come back exactly; another model's checkpoint is refused."""
     import keras
 
-    from segexp.checkpoint import RESUME_SUBDIR, Resume, load_weights, save_variables
+    from segexp.train.checkpoint import load_weights, save_variables
+    from segexp.train.resume import Resume
+    from segexp.train.resume_files import RESUME_SUBDIR
 
     def net(width: int) -> keras.Model:
         model = keras.Sequential(
@@ -291,15 +327,15 @@ def interrupted(tmp_path_factory):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import segexp.epoch_logger as epoch_logger
+    import segexp.train.epoch_logger as epoch_logger
     from segexp.config import CONF_DIR
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     base = tmp_path_factory.mktemp("interrupted")
     uri, out = f"sqlite:///{base}/mlflow.db", base / "out"
     settings = [*TINY, "trainer.epochs=3", "trainer.evaluate_test=false"]
     settings += ["tracking.log_model=false", f"tracking.uri={uri}"]
-    real = epoch_logger.tracking.log_metrics
+    real = epoch_logger.track.log_metrics
 
     def interrupt_at_2(client, run_id, metrics, step=None):
         if step == 2:
@@ -309,14 +345,14 @@ def interrupted(tmp_path_factory):
     out.mkdir()
     previous = os.getcwd()
     os.chdir(out)
-    epoch_logger.tracking.log_metrics = interrupt_at_2
+    epoch_logger.track.log_metrics = interrupt_at_2
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = hydra_compose(config_name="train", overrides=settings)
         with pytest.raises(KeyboardInterrupt):
             train(cfg)
     finally:
-        epoch_logger.tracking.log_metrics = real
+        epoch_logger.track.log_metrics = real
         os.chdir(previous)
     assert sorted(p.name for p in (out / "checkpoints/resume").glob("*.npz")) == [
         "epoch-00001.npz",
@@ -348,7 +384,7 @@ def _one_line(err: str) -> str:
 def test_truncated_newest_checkpoint_falls_back_to_the_previous_epoch(
     tmp_path, interrupted, compose, monkeypatch, capsys
 ):
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     uri, out, settings = interrupted(tmp_path)
     newest = out / "checkpoints/resume/epoch-00002.npz"
@@ -428,7 +464,7 @@ def test_a_launch_killed_before_its_run_existed_is_resumed_into_a_new_run(
     creates the run and trains it from epoch 0."""
     from mlflow import MlflowClient
 
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt

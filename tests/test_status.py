@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from segexp.checkpoint import NaNLossError
+from segexp import track
 from segexp.track import store
+from segexp.train.checkpoint import NaNLossError
 from tests._runs import only_run, spawn, steps_of, train_cmd, wait_for_epoch
 from tests.conftest import TINY
 
@@ -24,9 +25,10 @@ def _cfg(compose, uri, *extra):
 def test_nan_loss_ends_failed_with_the_reason(tmp_path, compose, monkeypatch):
     import keras
 
-    import segexp.runner as runner
+    from segexp.train import build
+    from segexp.train.lifecycle import train
 
-    real = runner.compile_args
+    real = build.compile_args
 
     def nan_loss(*args, **kwargs):
         # Inject the NaN: the loss of the very first batch is NaN, on every machine.
@@ -34,11 +36,11 @@ def test_nan_loss_ends_failed_with_the_reason(tmp_path, compose, monkeypatch):
         compiled["loss"] = lambda y_true, y_pred: keras.ops.mean(y_pred) * float("nan")
         return compiled
 
-    monkeypatch.setattr(runner, "compile_args", nan_loss)
+    monkeypatch.setattr(build, "compile_args", nan_loss)
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(NaNLossError, match="NaN loss at epoch 1"):
-        runner.train(_cfg(compose, uri))
+        train(_cfg(compose, uri))
     client, run = only_run(uri)
     assert run.info.status == "FAILED"
     assert run.data.tags["error"] == "NaNLossError: NaN loss at epoch 1"
@@ -48,16 +50,17 @@ def test_nan_loss_ends_failed_with_the_reason(tmp_path, compose, monkeypatch):
 
 
 def test_exception_marks_the_run_failed_with_the_error(tmp_path, compose, monkeypatch):
-    import segexp.runner as runner
+    from segexp.train import results
+    from segexp.train.lifecycle import train
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full while logging results")
 
-    monkeypatch.setattr(runner, "_log_results", boom)
+    monkeypatch.setattr(results, "log_results", boom)
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(RuntimeError):
-        runner.train(_cfg(compose, uri, "trainer.epochs=1"))
+        train(_cfg(compose, uri, "trainer.epochs=1"))
     client, run = only_run(uri)
     assert run.info.status == "FAILED"
     assert run.data.tags["error"] == "RuntimeError: disk full while logging results"
@@ -73,7 +76,7 @@ def test_exception_marks_the_run_failed_with_the_error(tmp_path, compose, monkey
 def test_split_fractions_must_sum_to_one(tmp_path, compose, monkeypatch):
     from segexp.data.split import split_fractions
     from segexp.errors import ConfigError
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     thirds = split_fractions({"train": 0.3333, "val": 0.3333, "test": 0.3333})  # rounding
     assert thirds == pytest.approx({"train": 1 / 3, "val": 1 / 3, "test": 1 / 3})
@@ -90,7 +93,7 @@ def test_split_fractions_must_sum_to_one(tmp_path, compose, monkeypatch):
 def test_transient_logging_errors_are_retried_and_never_crash(tmp_path, compose, monkeypatch):
     from mlflow import MlflowClient
 
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     monkeypatch.setattr(store.time, "sleep", lambda s: None)
     real = MlflowClient.log_batch
@@ -139,17 +142,17 @@ def test_an_interrupt_between_checkpoint_and_logging_still_logs_the_epoch(
     tmp_path, compose, monkeypatch
 ):
     """Ctrl-C after epoch 2's checkpoint but before it is logged: the KILLED run holds epoch 2."""
-    import segexp.epoch_logger as epoch_logger
-    from segexp.runner import train
+    import segexp.train.epoch_logger as epoch_logger
+    from segexp.train.lifecycle import train
 
-    real = epoch_logger.tracking.log_metrics
+    real = epoch_logger.track.log_metrics
 
     def interrupted(client, run_id, metrics, step=None):
         if step == 2:
             raise KeyboardInterrupt
         return real(client, run_id, metrics, step=step)
 
-    monkeypatch.setattr(epoch_logger.tracking, "log_metrics", interrupted)
+    monkeypatch.setattr(epoch_logger.track, "log_metrics", interrupted)
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with pytest.raises(KeyboardInterrupt):
@@ -168,9 +171,9 @@ def test_resume_after_a_crash_past_model_logging_keeps_one_model(tmp_path, compo
     without a second logged model or a second registered version."""
     import mlflow
 
-    import segexp.runner as runner
+    from segexp.train.lifecycle import train
 
-    real = runner.tracking.log_model
+    real = track.log_model
 
     def log_then_crash(*args, **kwargs):
         real(*args, **kwargs)
@@ -183,13 +186,13 @@ def test_resume_after_a_crash_past_model_logging_keeps_one_model(tmp_path, compo
     settings = [*TINY, "trainer.epochs=1", "trainer.evaluate_test=false", f"tracking.uri={uri}"]
     settings.append("tracking.registered_model_name=tiny")
     with monkeypatch.context() as patch:
-        patch.setattr(runner.tracking, "log_model", log_then_crash)
+        patch.setattr(track, "log_model", log_then_crash)
         with pytest.raises(OSError):
-            runner.train(compose(settings))
+            train(compose(settings))
     client, run = only_run(uri)
     assert run.info.status == "FAILED"
 
-    runner.train(compose([*settings, f"resume={out}"]))
+    train(compose([*settings, f"resume={out}"]))
     client, run = only_run(uri)
     assert run.info.status == "FINISHED"
     models = mlflow.search_logged_models(

@@ -1,6 +1,6 @@
 """Every `augmentation=`, `loss=` and `optimizer=` option (the YAML files
-in conf/) trains one epoch on the synthetic data through `segexp.runner.train`, with a finite
-logged loss and the learning rate logged; losses in both binary and trimap mode.
+in conf/) trains one epoch on the synthetic data through `segexp.train.lifecycle.train`, with a
+finite logged loss and the learning rate logged; losses in both binary and trimap mode.
 
 One training run costs ~10-20 s on a loaded 2-core CPU, so options are combined: case i trains
 loss i (binary and trimap) with augmentation i mod 6 and optimizer i mod 5, which covers every

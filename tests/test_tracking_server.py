@@ -39,7 +39,7 @@ def server(tmp_path):
 def test_training_against_a_real_server_never_logs_the_password(
     tmp_path, server, compose, monkeypatch
 ):
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     uri = f"http://user:s3cr3tpw@127.0.0.1:{server}"
     monkeypatch.chdir(tmp_path)
@@ -77,7 +77,7 @@ def test_no_secret_reaches_the_output_folder_or_the_console(tmp_path, server, co
     """A password in tracking.uri and a secret tag: neither is in any file under the output
     folders (Hydra's .hydra/*.yaml, the resume checkpoint) nor in the console output of a run
     killed mid-way, a resume without the credentials, and a resume with them in the env."""
-    from segexp.checkpoint import prepare
+    from segexp.train.resume import prepare
 
     uri = f"http://user:s3cr3tpw@127.0.0.1:{server}"
     out = tmp_path / "out"

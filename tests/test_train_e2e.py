@@ -21,7 +21,7 @@ def finished_run(tmp_path_factory):
     from hydra import compose, initialize_config_dir
 
     from segexp.config import CONF_DIR
-    from segexp.runner import train
+    from segexp.train.lifecycle import train
 
     tmp = tmp_path_factory.mktemp("e2e")
     uri = f"sqlite:///{tmp}/mlflow.db"
@@ -158,3 +158,19 @@ def test_unreachable_server_fails_before_training(tmp_path):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("segexp-train: error: tracking.uri=http://127.0.0.1:9")
     assert "Traceback" not in out.stderr
+
+
+def test_sample_panels_crop_the_masks_to_the_model_output():
+    """A valid-padding model predicts a smaller map: the panel's masks lose the same border."""
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+
+    from segexp.train.build import sample_panels
+
+    x = np.arange(3 * 8 * 8, dtype=np.float32).reshape(3, 8, 8, 1)
+    y = np.arange(3 * 8 * 8).reshape(3, 8, 8) % 5
+    source = SimpleNamespace(splits={"val": tf.data.Dataset.from_tensor_slices((x, y))})
+    images, masks = sample_panels(source, 2, (2, 1))
+    np.testing.assert_array_equal(images, x[:2])
+    np.testing.assert_array_equal(masks, y[:2, 2:6, 1:7])

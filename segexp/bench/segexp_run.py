@@ -46,7 +46,8 @@ def run_segexp(bench: Any, scenario: str, aug_cfg: DictConfig, round_: int) -> R
     and logging)."""
     from mlflow import MlflowClient
 
-    from segexp.bench.job import build, train
+    from segexp.train.build import build
+    from segexp.train.lifecycle import train
 
     key = f"{scenario}-{round_}-{uuid.uuid4().hex[:8]}"
     folder = bench.workdir / key

@@ -38,9 +38,9 @@ class Bench:
     """Everything shared by the variants: config, work folder, the data source and model size."""
 
     def __init__(self, cfg: DictConfig, workdir: Path) -> None:
-        from segexp import devices
         from segexp.config import input_spec
         from segexp.models import input_range, output_crop
+        from segexp.train import devices
 
         self.cfg, self.workdir = cfg, workdir
         self.bcfg = cfg.bench
@@ -77,7 +77,7 @@ class Bench:
     def build(self, augmentation: str | DictConfig, epochs: int | None = None) -> Any:
         """segexp's own build of the run's data and compiled model (initial weights from the
         seed, as ``train`` gets them), with ``augmentation``, for ``epochs`` (default: all)."""
-        from segexp.bench.job import build
+        from segexp.train.build import build
 
         aug = aug_config(self.cfg, augmentation) if isinstance(augmentation, str) else augmentation
         total = self.warmup + self.epochs if epochs is None else epochs

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from segexp.errors import ConfigError
+from segexp.models.heads import model_head
 
 PROG = "segexp-predict"
 DEFAULT_TILE = 256  # tile size for a flexible-size model that carries no metadata
@@ -79,8 +80,8 @@ def inference_meta(
     h, w = (int(v) for v in input_size)
     oh, ow, k = _probe(model, (h, w), int(channels))
     crop = [(h - oh) // 2, (w - ow) // 2]
-    if head == "auto":  # head from the output channel count
-        head = "sigmoid" if k == 1 else "softmax"
+    if head == "auto":
+        head = model_head(model)
     meta = {
         "format": 2,
         "task": str(task),
@@ -115,7 +116,7 @@ def infer_meta_from_model(model: Any, tile: int = DEFAULT_TILE) -> dict[str, Any
         channels=int(c),
         num_classes=num_classes,
         class_names=[f"class_{i}" for i in range(num_classes)],
-        head="sigmoid" if k == 1 else "softmax",  # head from the output channel count
+        head=model_head(model),
         required_multiple=m,
     )
 
@@ -139,8 +140,7 @@ def complete_meta(meta: dict[str, Any], model: Any) -> dict[str, Any]:
     if "num_classes" not in meta or "head" not in meta:
         k = _probe(model, tuple(meta["input_size"]), int(meta["channels"]))[2]
         meta.setdefault("num_classes", 2 if k == 1 else k)
-        # head from the output channel count
-        meta.setdefault("head", "sigmoid" if k == 1 else "softmax")
+        meta.setdefault("head", model_head(model))
     n = int(meta["num_classes"])
     if not meta.get("class_names"):
         meta["class_names"] = [f"class_{i}" for i in range(n)]

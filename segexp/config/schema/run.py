@@ -55,7 +55,7 @@ class TrainerConf:
     deterministic: bool = False
     # XLA: true, false or auto (Keras decides).
     jit_compile: Any = "auto"
-    # GPU options (segexp/devices.py). Mixed precision: float32 | mixed_float16 | mixed_bfloat16
+    # GPU options (train/devices.py). Mixed precision: float32 | mixed_float16 | mixed_bfloat16
     # (float32 head, loss and variables).
     precision: str = "float32"
     # none | mirrored (all visible GPUs) | one_device | multi_worker (TF_CONFIG or SLURM; see

@@ -33,9 +33,9 @@ def _app(cfg: DictConfig) -> float | None:
 
     try:
         if not cfg.get("resume"):
-            check_paths(cfg.dataset)  # the runner checks counts and the store first thing
+            check_paths(cfg.dataset)  # the job checks counts and the store first thing
         import_tensorflow(bool(cfg.get("verbose", False)))
-        from segexp.runner import train
+        from segexp.train.lifecycle import train
 
         return train(cfg)
     except SegexpError as err:
@@ -65,7 +65,3 @@ def main() -> float | None:
         print(f"segexp-train: error: {err}", file=sys.stderr)
         sys.exit(2)
     return _app()
-
-
-if __name__ == "__main__":
-    main()

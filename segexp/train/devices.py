@@ -208,14 +208,12 @@ def setup(trainer_cfg: Any) -> GpuOptions:
     batch = int(_get(trainer_cfg, "batch_size", 1))
     if batch < 1:
         raise ConfigError(f"trainer.batch_size={batch}: expected a positive integer")
-    if bool(_get(trainer_cfg, "scale_batch_size", True)):
-        batch *= replicas
     return GpuOptions(
         precision=precision,
         distribute=distribute,
         strategy=strategy,
         replicas=replicas,
-        batch_size=batch,
+        batch_size=global_batch_size(trainer_cfg, replicas),
         jit_compile=_jit(_get(trainer_cfg, "jit_compile", "auto")),
         chief=is_chief(strategy),
         task=_task_name(strategy),

@@ -1,23 +1,71 @@
-"""Reading a resume checkpoint back: a usable state (falling back past a damaged variables
-file), a saved config that is really one, and a failed resume noted on its MLflow run."""
+"""The resume checkpoint's files: their layout, atomic writes, and reading them back (a usable
+state, falling back past a damaged variables file; a saved config that is really one; a failed
+resume noted on its MLflow run)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from segexp import track as tracking
+from segexp import track
 from segexp.config import redact
 from segexp.errors import ConfigError
 
+RESUME_SUBDIR = Path("checkpoints") / "resume"
+RUN_FILE, CONFIG_FILE, STATE_FILE = "run.json", "config.yaml", "state.json"
+BEST_WEIGHTS_FILE = "early_stopping_best.npz"
 # Sections every saved config has; a file without them is not a segexp config.
 CONFIG_SECTIONS = ("model", "dataset", "trainer", "tracking")
+
+
+def resume_dir(output_dir: Path | str) -> Path:
+    """Where the resume checkpoint of a run lives."""
+    return Path(output_dir) / RESUME_SUBDIR
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Any]:
+    """A binary file that replaces ``path`` atomically once written and synced to disk."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    with _replacing(path) as fh:
+        fh.write(text.encode("utf-8"))
+
+
+def savez_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with _replacing(path) as fh:
+        np.savez(fh, **arrays)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"resume: {path} is unreadable ({err}); start a new run") from None
+
+
+def saved_history(output_dir: Path | str) -> dict[str, list[float]]:
+    """The per-epoch history in a run's resume checkpoint (empty when there is none)."""
+    path = resume_dir(output_dir) / STATE_FILE
+    if not path.is_file():
+        return {}
+    return dict(read_json(path).get("history") or {})
 
 
 def load_saved_config(path: Path, spec: str) -> DictConfig:
@@ -91,14 +139,14 @@ def note_failed_resume(uri: str, record: dict[str, Any], err: Exception) -> None
     with contextlib.suppress(Exception):
         from mlflow import MlflowClient
 
-        client = MlflowClient(tracking.credentials_to_env(uri))
-        run = tracking.retry(client.get_run, run_id, attempts=1)
+        client = MlflowClient(track.credentials_to_env(uri))
+        run = track.retry(client.get_run, run_id, attempts=1)
         line = redact(str(err))[:5000]
         tags = {"segexp.resume_error": line}
         pid, host = int(record.get("pid", -1)), record.get("host")
         gone = host != socket.gethostname() or pid == -1 or not process_alive(pid)
         if run.info.status == "RUNNING" and gone:
             tags["segexp.status_reason"] = f"killed (process {pid} on {host} gone); {line}"
-        tracking.log_tags(client, run_id, tags)
+        track.log_tags(client, run_id, tags)
         if "segexp.status_reason" in tags:
-            tracking.set_status(client, run_id, "KILLED")
+            track.set_status(client, run_id, "KILLED")
