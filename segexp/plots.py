@@ -168,12 +168,11 @@ def prediction_figure(
 def learning_curves(history: Mapping[str, Sequence[float]], metric: str, title: str = ""):
     """Loss and ``metric`` per epoch, train dashed and validation solid, as a matplotlib
     figure; a curve spanning orders of magnitude gets a log y-axis."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    # Not through pyplot: nothing to close, however many runs one process logs.
+    fig = Figure(figsize=(10, 4.2))
+    axes = fig.subplots(1, 2)
     for ax, name in zip(axes, ("loss", metric), strict=True):
         shown: list[float] = []
         for key, split in ((name, "train"), (f"val_{name}", "validation")):

@@ -265,7 +265,7 @@ def test_deterministic_resume_with_dropout_matches_an_uninterrupted_run(
     out.mkdir()
     monkeypatch.chdir(out)
     with monkeypatch.context() as patch:
-        patch.setattr(epoch_logger.tracking, "log_metrics", interrupted)
+        patch.setattr(epoch_logger.track, "log_metrics", interrupted)
         with pytest.raises(KeyboardInterrupt):
             train(compose([*settings, f"tracking.uri={uri}"]))
     state = json.loads((out / "checkpoints/resume/state.json").read_text())

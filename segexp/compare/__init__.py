@@ -1,11 +1,13 @@
 """`segexp-compare`: judge one sweep's runs against its claim (package of the comparison).
 
 - :mod:`segexp.compare.select`: which runs (one sweep, or one single run) and their table;
-- :mod:`segexp.compare.protocol`: a claim's protocol keys and the runs that deviate from it;
+- :mod:`segexp.compare.protocol`: a claim (from its experiment file or the sweep's parent), its
+  protocol keys and the runs that deviate from it;
 - :mod:`segexp.compare.claims`: checks and verdicts on a table of runs;
 - :mod:`segexp.compare.stats`: intervals over seeds (t interval, Welch);
 - :mod:`segexp.compare.report`: tables, Markdown and figures from a table of runs;
-- :mod:`segexp.compare.cli`: the command line and the end-of-sweep summary.
+- :mod:`segexp.compare.cli`: the command line (the end-of-sweep summary is
+  :mod:`segexp.track.sweep_summary`, which passes the sweep's runs in).
 """
 
 from segexp.compare.claims import (
@@ -14,8 +16,8 @@ from segexp.compare.claims import (
     evaluate_claim,
     format_claim,
 )
-from segexp.compare.cli import claim_of, main, parse_args, summarize_sweep
-from segexp.compare.protocol import deviations, with_protocol
+from segexp.compare.cli import main, parse_args
+from segexp.compare.protocol import claim_of, deviations, with_protocol
 from segexp.compare.report import (
     Report,
     build_report,
@@ -43,7 +45,6 @@ __all__ = [
     "parse_args",
     "runs_table",
     "select_runs",
-    "summarize_sweep",
     "with_protocol",
     "write_report",
 ]

@@ -1,82 +1,17 @@
-"""`segexp-compare` and the end-of-sweep summary: fetch one sweep's runs, report, log."""
+"""`segexp-compare`: fetch one sweep's runs, report, and log the sweep's own comparison."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-from segexp.compare.protocol import with_protocol
-from segexp.compare.report import Report, build_report, write_report
+from segexp.compare.protocol import claim_of
+from segexp.compare.report import CURVES, build_report, write_report
 from segexp.compare.select import metric_history, runs_table, select_runs
 from segexp.errors import ConfigError, SegexpError
-
-CURVES = ("val_loss", "val_accuracy")
-
-
-def claim_of(parent: Any | None, claim_file: str | None = None) -> dict | None:
-    """The claim of ``--claim`` (an experiment file: a path or a name in experiments/), else the
-    one stored on the sweep's parent run; its protocol resolved from the experiment file."""
-    if claim_file:
-        from omegaconf import OmegaConf
-
-        from segexp.config import PROJECT_ROOT
-
-        path = Path(claim_file)
-        if not path.is_file():
-            path = PROJECT_ROOT / "experiments" / f"{claim_file.removesuffix('.yaml')}.yaml"
-        if not path.is_file():
-            raise ConfigError(
-                f"--claim {claim_file}: no such experiment file (a path, or a name in "
-                f"{PROJECT_ROOT / 'experiments'})"
-            )
-        claim = OmegaConf.select(OmegaConf.load(path), "claim", default=None)
-        if claim is None:
-            raise ConfigError(f"--claim {claim_file}: {path} has no top-level `claim:`")
-        return with_protocol(OmegaConf.to_container(claim, resolve=True), path.stem)
-    if parent is not None and parent.data.tags.get("segexp.claim"):
-        claim = json.loads(parent.data.tags["segexp.claim"])
-        return with_protocol(claim, parent.data.tags.get("segexp.experiment_file") or None)
-    return None
-
-
-def summarize_sweep(client: Any, parent_id: str, runs: list[Any]) -> Report:
-    """Called at the end of a sweep: print the comparison and log it to the parent run (its
-    files under ``comparison/``, the group and run tables via ``mlflow.log_table``, which the
-    UI's artifact viewer shows as tables, and the verdict tags)."""
-    import mlflow
-
-    parent = client.get_run(parent_id)
-    report = build_report(
-        runs_table(runs), claim=claim_of(parent), title=parent.info.run_name or "sweep"
-    )
-    history = partial(metric_history, client)
-    with tempfile.TemporaryDirectory() as tmp:
-        for path in write_report(report, Path(tmp), history, CURVES):
-            client.log_artifact(parent_id, str(path), "comparison")
-    for frame, name in ((report.groups, "groups"), (report.runs, "runs")):
-        # not retried: log_table appends to an existing file, a retry could double rows
-        mlflow.log_table(frame, f"comparison/{name}.json", run_id=parent_id)
-    _log_results(client, parent_id, report)
-    print(report.markdown, flush=True)
-    return report
-
-
-def _log_results(client: Any, parent_id: str, report: Report) -> None:
-    """The verdict as tags on the parent run (per-group numbers live in the tables, not in
-    dozens of metrics that would crowd the UI's chart view)."""
-    from segexp import track
-
-    if report.claim is not None:
-        tags = {"claim.verdict": report.claim.verdict}
-        if report.claim.deviations:
-            tags["claim.protocol_changed"] = ", ".join(report.claim.deviations)
-        track.log_tags(client, parent_id, tags)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -118,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mlflow import MlflowClient
 
         from segexp import track
+        from segexp.track.sweep_summary import log_comparison
 
         uri = args.tracking_uri
         if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
@@ -160,11 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         log = parent is not None and not args.no_log and not changed
         if log:
-            with tempfile.TemporaryDirectory() as tmp:
-                logged = write_report(report, Path(tmp), history, args.curves)
-                for path in logged:
-                    track.retry(client.log_artifact, parent.info.run_id, str(path), "comparison")
-            _log_results(client, parent.info.run_id, report)
+            # Files and verdict tags; the tables the sweep's end logged stay as they are
+            # (log_table appends, a second call would double their rows).
+            logged = log_comparison(client, parent.info.run_id, report, args.curves, tables=False)
     except SegexpError as err:
         print(f"segexp-compare: error: {err}", file=sys.stderr)
         return 2

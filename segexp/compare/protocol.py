@@ -3,7 +3,9 @@ and the runs whose params differ from them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -83,3 +85,29 @@ def deviations(claim: Mapping[str, Any], table: pd.DataFrame) -> list[str]:
         if differing:
             out.append(f"{key}={','.join(differing)} (claim: {expected})")
     return out
+
+
+def claim_of(parent: Any | None, claim_file: str | None = None) -> dict | None:
+    """The claim of ``--claim`` (an experiment file: a path or a name in experiments/), else the
+    one stored on the sweep's parent run; its protocol resolved from the experiment file."""
+    if claim_file:
+        from omegaconf import OmegaConf
+
+        from segexp.config import PROJECT_ROOT
+
+        path = Path(claim_file)
+        if not path.is_file():
+            path = PROJECT_ROOT / "experiments" / f"{claim_file.removesuffix('.yaml')}.yaml"
+        if not path.is_file():
+            raise ConfigError(
+                f"--claim {claim_file}: no such experiment file (a path, or a name in "
+                f"{PROJECT_ROOT / 'experiments'})"
+            )
+        claim = OmegaConf.select(OmegaConf.load(path), "claim", default=None)
+        if claim is None:
+            raise ConfigError(f"--claim {claim_file}: {path} has no top-level `claim:`")
+        return with_protocol(OmegaConf.to_container(claim, resolve=True), path.stem)
+    if parent is not None and parent.data.tags.get("segexp.claim"):
+        claim = json.loads(parent.data.tags["segexp.claim"])
+        return with_protocol(claim, parent.data.tags.get("segexp.experiment_file") or None)
+    return None

@@ -25,6 +25,8 @@ IGNORED_PARAM_PREFIXES = (
     "trainer.num_sample_images",
 )
 SEED_KEYS = ("seed",)
+# Learning curves a comparison draws unless told otherwise (segexp-compare --curves).
+CURVES = ("val_loss", "val_accuracy")
 SUMMARY_METRICS = (
     "epochs_trained",
     "best_epoch",

@@ -4,6 +4,9 @@ the final status and the link to the MLflow UI."""
 from __future__ import annotations
 
 import math
+import tempfile
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from segexp.track.context import SweepContext
 from segexp.track.history import log_metrics
 from segexp.track.params import log_tags
-from segexp.track.store import client_for, retry_patiently
+from segexp.track.store import client_for, retry, retry_patiently
 
 
 def headline_metrics(children: list[Any], objective: str, direction: str) -> dict[str, float]:
@@ -30,14 +33,48 @@ def headline_metrics(children: list[Any], objective: str, direction: str) -> dic
     return headline
 
 
-def log_summary(client: Any, parent_id: str, children: list[Any], config: DictConfig) -> None:
-    """The comparison (see :mod:`segexp.compare`) on the parent run: its files under
-    ``comparison/``, the group and run tables via ``mlflow.log_table`` (the UI's artifact
-    viewer shows them as tables) and a few headline metrics, so the chart view holds only the
-    children's curves; the comparison is printed too."""
-    from segexp import compare
+def log_comparison(
+    client: Any, parent_id: str, report: Any, curves: Sequence[str] | None = None, *, tables: bool
+) -> list[Path]:
+    """A comparison (:class:`segexp.compare.Report`) on the sweep's parent run: its files under
+    ``comparison/``, with ``tables`` the group and run tables via ``mlflow.log_table`` (the UI's
+    artifact viewer shows them as tables), and the verdict as tags; returns the files."""
+    import mlflow
 
-    compare.summarize_sweep(client, parent_id, children)
+    from segexp.compare import metric_history, write_report
+    from segexp.compare.report import CURVES
+
+    history = partial(metric_history, client)
+    with tempfile.TemporaryDirectory() as tmp:
+        logged = write_report(report, Path(tmp), history, curves or CURVES)
+        for path in logged:
+            retry(client.log_artifact, parent_id, str(path), "comparison")
+    if tables:
+        for frame, name in ((report.groups, "groups"), (report.runs, "runs")):
+            # not retried: log_table appends to an existing file, a retry could double rows
+            mlflow.log_table(frame, f"comparison/{name}.json", run_id=parent_id)
+    if report.claim is not None:
+        # The verdict as tags (per-group numbers live in the tables, not in dozens of metrics
+        # that would crowd the UI's chart view).
+        tags = {"claim.verdict": report.claim.verdict}
+        if report.claim.deviations:
+            tags["claim.protocol_changed"] = ", ".join(report.claim.deviations)
+        log_tags(client, parent_id, tags)
+    return logged
+
+
+def log_summary(client: Any, parent_id: str, children: list[Any], config: DictConfig) -> None:
+    """The sweep's comparison, judged on its own runs (:mod:`segexp.compare`, pure functions of
+    the runs passed in), printed and logged to the parent with a few headline metrics, so the
+    chart view holds only the children's curves."""
+    from segexp.compare import build_report, claim_of, runs_table
+
+    parent = client.get_run(parent_id)
+    report = build_report(
+        runs_table(children), claim=claim_of(parent), title=parent.info.run_name or "sweep"
+    )
+    log_comparison(client, parent_id, report, tables=True)
+    print(report.markdown, flush=True)
     objective = str(config.get("objective", "best_val_loss"))
     direction = str(OmegaConf.select(config, "hydra.sweeper.direction", default="minimize"))
     log_metrics(client, parent_id, headline_metrics(children, objective, direction))

@@ -170,3 +170,4 @@ def _log_latent(model: keras.Model, source: DataSource, input_scale: float = 1.0
     ax.set_ylabel("latent 2")
     fig.tight_layout()
     mlflow.log_figure(fig, "latent_space.png")
+    plt.close(fig)
