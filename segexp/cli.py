@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from segexp.config import CONF_DIR, MAPPING_KEYS, check_integers, check_key
+from segexp.errors import ConfigError
 
 # TensorFlow's C++ start-up lines: absl's pre-init notice, oneDNN, CUDA stubs, CPU features and,
 # on a machine without a GPU driver, "failed call to cuInit".
@@ -157,6 +158,11 @@ def preflight(
             for base, o in itertools.product(bases, keyed):
                 value = None if o.is_sweep_override() else o.value()
                 check_key(base, o.key_or_group, value, _prefix(o))
+            # Each swept value once against the schema's types (a plain value is checked with
+            # the whole command line below): a wrong type fails here, before any job starts.
+            swept = [c for o in keyed if o.is_sweep_override() for c in _choices(o)]
+            for choice in swept[:max_compositions]:
+                _compose(compose, config_name, [*combos[0], choice], False)
             for o in keyed:
                 current = OmegaConf.select(bases[0], o.key_or_group, default=None)
                 if (
@@ -179,13 +185,22 @@ def preflight(
 
 
 def _compose(compose: Callable, name: str, overrides: list[str], hydra: bool = True) -> Any:
-    """The composed config, or None where Hydra refuses it (Hydra reports that itself)."""
+    """The composed config; a value of the wrong type is a one-line ``ConfigError``; None where
+    Hydra refuses it otherwise (Hydra reports that itself)."""
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf.errors import OmegaConfBaseException, ValidationError
 
     try:
         return compose(name, overrides=overrides, return_hydra_config=hydra)
-    except (HydraException, OmegaConfBaseException):
+    except (HydraException, OmegaConfBaseException) as err:
+        cause = err.__cause__ if isinstance(err, HydraException) else err
+        key = getattr(cause, "full_key", None)
+        if isinstance(cause, ValidationError) and key:
+            schema = getattr(getattr(cause, "object_type", None), "__name__", "the schema")
+            reason = str(cause).splitlines()[0]
+            raise ConfigError(
+                f"{key}: {reason} (its type is set by {schema} in segexp/config/schema/)"
+            ) from None
         return None
 
 

@@ -108,6 +108,10 @@ BAD: dict[str, Callable[[Path], tuple[list[str], list[str]]]] = {
         ["trainer.evaluate_weights=last", "trainer.early_stopping.restore_best_weights=true"],
         ["restore_best_weights=true contradicts trainer.evaluate_weights=last"],
     ),
+    "wrong_type": lambda _tmp: (
+        ["optimizer.learning_rate=fast"],
+        ["optimizer.learning_rate: Value 'fast'", "converted to Float", "AdamConf"],
+    ),
 }
 
 
@@ -182,6 +186,16 @@ def test_bad_input_in_process(case, tmp_path, monkeypatch, capsys, store):
     assert not (tmp_path / "out").exists()
     exp = MlflowClient(store).get_experiment_by_name("segexp")
     assert exp is None or not MlflowClient(store).search_runs([exp.experiment_id])
+
+
+def test_a_swept_value_of_the_wrong_type_stops_the_sweep_before_it_starts(
+    tmp_path, monkeypatch, capsys
+):
+    uri = f"sqlite:///{tmp_path}/m.db"
+    args = ["-m", *_args(tmp_path, ["model.depth=2,deep"], uri)]
+    code, _, err = run_main(args, monkeypatch, capsys)
+    assert_one_line_error(code, err, ["model.depth: Value 'deep'", "Integer", "UNetConf"])
+    assert not (tmp_path / "m.db").exists()  # no parent run, no store
 
 
 @pytest.mark.parametrize(
