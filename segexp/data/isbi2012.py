@@ -31,7 +31,7 @@ import numpy as np
 from segexp.data import split as splitlib
 from segexp.data.array_source import build_array_source
 from segexp.data.file_source import build_file_source
-from segexp.data.keys import opt, require_root
+from segexp.data.keys import opt, require_dirs, require_root
 from segexp.data.pairing import list_files, paired_samples
 from segexp.data.source import DataSource
 from segexp.errors import ConfigError, DataError, first_line
@@ -110,14 +110,14 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
         raise ConfigError(f"dataset.format={fmt!r}: expected auto, tiff or slices")
     images_dir = root / str(opt(cfg, "images", "images"))
     masks_dir = root / str(opt(cfg, "masks", "labels"))
-    for d in (images_dir, masks_dir):
-        if not d.is_dir():
-            key = "dataset.images" if d == images_dir else "dataset.masks"
-            raise DataError(
-                f"{d} is not a directory ({key}= under dataset.root={root}; no TIFF stacks "
-                f"{volume.name}, {labels.name} there either: dataset.volume=, "
-                f"dataset.labels=); expected {LAYOUT}; {WHERE}"
-            )
+    require_dirs(
+        root,
+        {"dataset.images": images_dir, "dataset.masks": masks_dir},
+        LAYOUT,
+        WHERE,
+        f"; no TIFF stacks {volume.name}, {labels.name} there either: dataset.volume=, "
+        "dataset.labels=",
+    )
     samples, skipped = paired_samples(
         list_files(images_dir),
         list_files(masks_dir),

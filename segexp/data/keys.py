@@ -45,11 +45,17 @@ def require_root(cfg: Any, *, dataset: str, layout: str, where: str = "") -> Pat
     return path
 
 
-def require_dir(path: Path, what: str, layout: str, where: str) -> Path:
-    """A directory that must exist inside the dataset."""
-    if not path.is_dir():
-        raise DataError(f"{what} {path} is not a directory; expected {layout}; {where}")
-    return path
+def require_dirs(
+    root: Path, dirs: dict[str, Path], layout: str, where: str, note: str = ""
+) -> None:
+    """The dataset's folders (key -> path under ``root``) exist, else a one-line ``DataError``
+    naming the first missing one and its key; ``note`` adds what else was looked for."""
+    for key, path in dirs.items():
+        if not path.is_dir():
+            raise DataError(
+                f"{path} is not a directory ({key}= under dataset.root={root}{note}); "
+                f"expected {layout}; {where}"
+            )
 
 
 def resolve(root: Path | None, value: Any) -> Path:

@@ -29,7 +29,7 @@ from segexp.data import decode
 from segexp.data import split as splitlib
 from segexp.data.file_source import build_file_source
 from segexp.data.geometry import apply_geometry
-from segexp.data.keys import class_info, fill_value, opt, require_root
+from segexp.data.keys import class_info, fill_value, opt, require_dirs, require_root
 from segexp.data.mask_map import mask_map_from_cfg
 from segexp.data.pairing import list_files, paired_samples
 from segexp.data.source import DataSource
@@ -54,13 +54,7 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
     root = require_root(cfg, dataset="oxford_pets", layout=LAYOUT, where=WHERE)
     images_dir = root / str(opt(cfg, "images", "images"))
     masks_dir = root / str(opt(cfg, "masks", "annotations/trimaps"))
-    for d in (images_dir, masks_dir):
-        if not d.is_dir():
-            key = "dataset.images" if d == images_dir else "dataset.masks"
-            raise DataError(
-                f"{d} is not a directory ({key}= under dataset.root={root}); "
-                f"expected {LAYOUT}; {WHERE}"
-            )
+    require_dirs(root, {"dataset.images": images_dir, "dataset.masks": masks_dir}, LAYOUT, WHERE)
     images = list_files(images_dir, opt(cfg, "image_extensions", (".jpg", ".jpeg", ".png")))
     masks = list_files(masks_dir, (".png",))
     if not images:
