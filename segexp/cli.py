@@ -160,7 +160,12 @@ def preflight(
                 check_key(base, o.key_or_group, value, _prefix(o))
             # Each swept value once against the schema's types (a plain value is checked with
             # the whole command line below): a wrong type fails here, before any job starts.
-            swept = [c for o in keyed if o.is_sweep_override() for c in _choices(o)]
+            swept = [
+                c
+                for o in keyed
+                if o.is_sweep_override() and not o.is_interval_sweep()  # Optuna draws those
+                for c in _choices(o)
+            ]
             for choice in swept[:max_compositions]:
                 _compose(compose, config_name, [*combos[0], choice], False)
             for o in keyed:
