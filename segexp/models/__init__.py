@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import segexp
 from segexp.config.schema.model import MODELS, ModelConf
+from segexp.config.targets import target_callable
 from segexp.errors import ConfigError
 from segexp.models.common import head_channels, param_counts, resolve_task, to_plain
 from segexp.models.heads import model_head, resolve_head
@@ -54,21 +55,6 @@ __all__ = [
 
 LATENT_LAYER = "latent"
 BUILDERS = tuple(MODELS)
-
-
-def _builder(target: str) -> Callable[..., keras.Model]:
-    """The callable ``model._target_`` names (Hydra's instantiate, ``_partial_``: the builder
-    takes the typed config whole, ``(cfg, input_shape, num_classes)``)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    try:
-        return instantiate({"_target_": target, "_partial_": True})
-    except InstantiationException as err:
-        raise ConfigError(
-            f"model._target_={target!r}: {str(err).splitlines()[0]}; expected the dotted path of "
-            "a builder (cfg, input_shape, num_classes) -> keras.Model"
-        ) from None
 
 
 def _shape(value: Any, key: str) -> tuple[int, int, int]:
@@ -107,7 +93,10 @@ def build_model(
         if task != "reconstruction":
             raise ConfigError("model.num_classes is null and the data gave no class count")
         num_classes = 0
-    return _builder(cfg._target_)(cfg, shape, int(num_classes))
+    builder = target_callable(
+        cfg._target_, "model._target_", "a builder (cfg, input_shape, num_classes) -> keras.Model"
+    )
+    return builder(cfg, shape, int(num_classes))
 
 
 def typed_model(model_cfg: DictConfig | Mapping[str, Any]) -> ModelConf:
