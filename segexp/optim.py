@@ -1,8 +1,10 @@
 """Optimizers and learning-rate schedules (the ``optimizer`` config group).
 
-Options (``name``): ``adam``, ``sgd``, ``adamw``, ``rmsprop``. Common keys: ``learning_rate``,
-``weight_decay`` (decoupled, Keras 3 style), ``exclude_from_weight_decay`` (variable-name
-substrings), ``clipnorm``, ``global_clipnorm``, ``clipvalue``, ``schedule``.
+Options (``name``): ``adam``, ``sgd``, ``adamw``, ``rmsprop``; ``_target_`` is the Keras class
+(``keras.optimizers.Adam``, ...), replaceable by any other that takes ``learning_rate``.
+Common keys: ``learning_rate``, ``weight_decay`` (decoupled, Keras 3 style),
+``exclude_from_weight_decay`` (variable-name substrings), ``clipnorm``, ``global_clipnorm``,
+``clipvalue``, ``schedule``.
 
 ``schedule: {name: constant|cosine|step|polynomial|plateau, ...}`` (per optimizer step; epochs are
 converted with ``steps_per_epoch``):
@@ -24,14 +26,10 @@ from typing import Any
 
 import keras
 
-from segexp.config import to_dict, typed
+from segexp.config import closest, to_dict, typed
 from segexp.config.schema.optim import OPTIMIZERS, SCHEDULES, OptimizerConf
+from segexp.config.targets import keyword_names, target_callable
 from segexp.errors import ConfigError
-
-# Option name -> Keras class (the schema dataclass holds the option's keys). Chosen by name, not
-# `_target_`: the learning rate is a schedule built from the run's steps, and weight-decay
-# exclusions apply to the built optimizer.
-_CLASSES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
 
 
 def _to_dict(cfg: Any) -> dict[str, Any]:
@@ -130,17 +128,29 @@ def build_schedule(
     )
 
 
-def build_optimizer(
-    opt_cfg: Any, *, steps_per_epoch: int, epochs: int
-) -> keras.optimizers.Optimizer:
-    """Keras optimizer named by ``opt_cfg.name`` with its schedule, weight decay and clipping."""
-    cfg = _to_dict(opt_cfg)
-    name = str(cfg.get("name", "adam")).lower()
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"optimizer.name={name!r}: expected one of {sorted(OPTIMIZERS)}")
-    prm = asdict(typed(cfg, OPTIMIZERS[name], f"optimizer({name})"))
-    own = {f.name for f in fields(OPTIMIZERS[name])} - {f.name for f in fields(OptimizerConf)}
-    kwargs = {k: prm[k] for k in sorted(own)}
+def _keyword_args(cfg: dict[str, Any], name: str, takes: set[str], target: str) -> dict[str, Any]:
+    """The option's own keys the target takes, checked, plus the ``+optimizer.<key>`` extras."""
+    schema = OPTIMIZERS[name]
+    names = {f.name for f in fields(schema)}
+    extra = {k: v for k, v in cfg.items() if k not in names}
+    unknown = sorted(k for k in extra if k not in takes)
+    if unknown:
+        valid = sorted((names | takes) - {"_target_", "name", "kwargs", "self"})
+        near = "".join(closest(k, valid) for k in unknown)
+        raise ConfigError(
+            f"optimizer({name}): unknown key(s) {unknown}{near}; {target} takes some of {valid}"
+        )
+    prm = asdict(typed({k: v for k, v in cfg.items() if k in names}, schema, f"optimizer({name})"))
+    defaults = asdict(schema())
+    kwargs = {}
+    for key in sorted(names - {f.name for f in fields(OptimizerConf)}):
+        if key in takes:
+            kwargs[key] = prm[key]
+        elif prm[key] != defaults[key]:
+            raise ConfigError(
+                f"optimizer.{key}={prm[key]!r}: {target} takes no {key!r}; expected "
+                f"{defaults[key]!r} (optimizer={name}'s default) or a class that takes it"
+            )
     for key in ("weight_decay", "clipnorm", "global_clipnorm", "clipvalue"):
         if prm[key] is not None:
             kwargs[key] = _positive(prm[key], f"optimizer.{key}", allow_zero=key == "weight_decay")
@@ -148,9 +158,27 @@ def build_optimizer(
         raise ConfigError("optimizer: set at most one of clipnorm, global_clipnorm, clipvalue")
     if name == "sgd" and not 0 <= float(prm["momentum"]) < 1:
         raise ConfigError(f"optimizer.momentum={prm['momentum']!r}: expected 0 <= momentum < 1")
+    return kwargs | extra
+
+
+def build_optimizer(
+    opt_cfg: Any, *, steps_per_epoch: int, epochs: int
+) -> keras.optimizers.Optimizer:
+    """The Keras optimizer ``opt_cfg._target_`` names (by default the class of option
+    ``opt_cfg.name``) with its schedule, weight decay and clipping."""
+    cfg = _to_dict(opt_cfg)
+    name = str(cfg.get("name", "adam")).lower()
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer.name={name!r}: expected one of {sorted(OPTIMIZERS)}")
+    target = str(cfg.get("_target_") or OPTIMIZERS[name]._target_)
+    factory = target_callable(target, "optimizer._target_", "a Keras optimizer class")
+    kwargs = _keyword_args(cfg, name, keyword_names(factory), target)
     lr = build_schedule(cfg, steps_per_epoch=steps_per_epoch, epochs=epochs)
-    optimizer = getattr(keras.optimizers, _CLASSES[name])(learning_rate=lr, **kwargs)
-    exclude = prm["exclude_from_weight_decay"]
+    try:
+        optimizer = factory(learning_rate=lr, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"optimizer._target_={target!r}: {str(err).splitlines()[0]}") from None
+    exclude = cfg.get("exclude_from_weight_decay")
     if exclude:
         optimizer.exclude_from_weight_decay(var_names=[str(v) for v in exclude])
     return optimizer

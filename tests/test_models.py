@@ -436,6 +436,53 @@ def test_autoencoder_latent_and_reconstruction_training() -> None:
     assert encoder.predict(x, verbose=0).reshape(-1, 2).shape == (8, 2)
 
 
+# --- a user's own builder by `_target_` ---------------------------------------------------
+
+
+def tiny_net(cfg: UNetConf, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """A user's builder with the shared signature: one conv of ``cfg.filters`` channels."""
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(cfg.filters, 3, padding="same", activation=cfg.activation)(inputs)
+    outputs = keras.layers.Conv2D(num_classes, 1, activation="softmax", name="head")(x)
+    return keras.Model(inputs, outputs, name=f"tiny_{cfg.name}")
+
+
+def test_presets_name_their_builder_function_as_target() -> None:
+    from segexp.models.autoencoder import build_autoencoder
+    from segexp.models.fcn import build_fcn8_vgg16
+    from segexp.models.unet import build_unet
+
+    functions = {
+        "unet": build_unet,
+        "fcn8_vgg16": build_fcn8_vgg16,
+        "autoencoder": build_autoencoder,
+    }
+    for name in preset_names():
+        cfg = load_preset(name)
+        module, _, function = cfg._target_.rpartition(".")
+        assert getattr(__import__(module, fromlist=[function]), function) is functions[cfg.builder]
+
+
+def test_target_override_builds_a_users_model_from_the_builders_keys(compose) -> None:
+    cfg = compose(["model=unet_small", f"model._target_={__name__}.tiny_net", "model.filters=5"])
+    model = build_model(cfg.model, (16, 16, 1), 3)
+    assert model.name == "tiny_unet_small"
+    # 3x3 conv to 5 channels plus a 1x1 conv to 3 classes: (9 * 1 + 1) * 5 + (5 + 1) * 3
+    assert param_counts(model) == (68, 68)
+    assert model.layers[1].activation.__name__ == "relu"  # the unet schema's default, passed on
+    assert model.output_shape == (None, 16, 16, 3)
+
+
+@pytest.mark.parametrize(
+    ("target", "match"),
+    [("mypkg.no_such_net", "Error locating target 'mypkg.no_such_net'"), ("os", "callable")],
+)
+def test_bad_target_is_a_one_line_config_error(target: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=f"model._target_='{target}'.*{match}") as err:
+        build_model(preset("unet_small", f"_target_={target}"), (16, 16, 1), 2)
+    assert "\n" not in str(err.value)
+
+
 # --- errors --------------------------------------------------------------------------------
 
 

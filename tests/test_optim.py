@@ -136,3 +136,41 @@ def test_optimizer_uses_schedule_at_its_iteration():
 def test_bad_config_raises_config_error(cfg):
     with pytest.raises(ConfigError):
         build_optimizer(cfg, steps_per_epoch=2, epochs=5)
+
+
+# --- another Keras optimizer by `_target_` -------------------------------------------------
+
+
+def test_target_replacement_builds_that_class_with_the_shared_keys_and_schedule(compose):
+    from segexp.cli import preflight
+
+    argv = [
+        "optimizer=adamw",
+        "optimizer._target_=keras.optimizers.Lion",
+        "optimizer.beta_2=0.95",
+        "+optimizer.use_ema=true",
+    ]
+    preflight([*argv, "--cfg", "job"])  # `+optimizer.<key>` passes the key checks
+    cfg = compose(argv)
+    opt = build_optimizer(cfg.optimizer, steps_per_epoch=4, epochs=3)
+    assert type(opt) is keras.optimizers.Lion
+    assert opt.beta_2 == pytest.approx(0.95)  # Lion's own default is 0.99
+    assert opt.use_ema is True and opt.weight_decay == pytest.approx(1e-4)
+    # adamw's cosine schedule after a half-epoch (2-step) warm-up from 0 to 1e-3
+    assert current_learning_rate(opt) == pytest.approx(0.0)
+    opt.iterations.assign(2)
+    assert current_learning_rate(opt) == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["optimizer.amsgrad=true"], r"optimizer.amsgrad=True: keras.optimizers.Lion takes no"),
+        (["+optimizer.use_emma=true"], r"unknown key\(s\) \['use_emma'\] \(did you mean 'use_ema'"),
+        (["optimizer._target_=keras.optimizers.NoSuch"], r"optimizer._target_='keras.optimizers"),
+    ],
+)
+def test_target_replacement_refuses_keys_the_class_does_not_take(compose, overrides, match):
+    cfg = compose(["optimizer=adam", "optimizer._target_=keras.optimizers.Lion", *overrides])
+    with pytest.raises(ConfigError, match=match):
+        build_optimizer(cfg.optimizer, steps_per_epoch=2, epochs=2)

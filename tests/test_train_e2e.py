@@ -174,3 +174,62 @@ def test_sample_panels_crop_the_masks_to_the_model_output():
     images, masks = sample_panels(source, 2, (2, 1))
     np.testing.assert_array_equal(images, x[:2])
     np.testing.assert_array_equal(masks, y[:2, 2:6, 1:7])
+
+
+def test_params_name_the_targets_and_the_run_name_does_not(finished_run):
+    _, run, _, _ = finished_run
+    assert run.data.params["model._target_"] == "segexp.models.unet.build_unet"
+    assert run.data.params["optimizer._target_"] == "keras.optimizers.Adam"
+    assert "_target_" not in run.info.run_name
+
+
+def one_conv_net(cfg, input_shape, num_classes):
+    """A user's builder: one 3x3 conv of ``cfg.filters`` channels, then a 1-channel sigmoid."""
+    import keras
+
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(cfg.filters, 3, padding="same", activation="relu")(inputs)
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", name="head")(x)
+    return keras.Model(inputs, outputs, name="one_conv")
+
+
+def recorded_lion(learning_rate, beta_1=0.9, beta_2=0.99, **kwargs):
+    """A user's optimizer factory: keras.optimizers.Lion, remembered for the test to inspect."""
+    import keras
+
+    BUILT.append(keras.optimizers.Lion(learning_rate, beta_1, beta_2, **kwargs))
+    return BUILT[-1]
+
+
+BUILT: list = []
+
+
+def test_a_users_builder_and_optimizer_train_by_target(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from segexp.config import CONF_DIR
+    from segexp.train.lifecycle import train
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    overrides = [
+        *TINY,
+        "dataset.mode=binary",
+        "tracking.log_model=false",
+        f"tracking.uri={uri}",
+        f"model._target_={__name__}.one_conv_net",
+        f"optimizer._target_={__name__}.recorded_lion",
+        "optimizer.beta_1=0.8",
+    ]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides)
+    train(cfg)
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("segexp").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model._target_"] == f"{__name__}.one_conv_net"
+    assert run.data.params["optimizer._target_"] == f"{__name__}.recorded_lion"
+    (optimizer,) = BUILT
+    assert optimizer.beta_1 == pytest.approx(0.8) and int(optimizer.iterations.numpy()) > 0
+    # (3 * 3 * 1 + 1) * 4 filters + (4 + 1) head weights
+    assert run.data.metrics["num_params"] == 45
+    assert np.isfinite(run.data.metrics["val_loss"])

@@ -12,9 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 MAPPING_KEYS = ("dataset.mask_values",)
 # Maps that hold user-chosen keys: `+` may add any key below them.
 OPEN_KEYS = ("tracking.tags", *MAPPING_KEYS)
-# Sections whose valid keys depend on their `name` and are checked against their schema
-# when built (segexp.config.schema.optim.SCHEDULES): `+` may add keys the preset leaves out.
-BUILD_CHECKED_KEYS = ("optimizer.schedule",)
+# Sections whose valid keys depend on their `name` or `_target_` and are checked when built
+# (the schedule's schema, the optimizer class' signature): `+` may add keys the preset leaves out.
+BUILD_CHECKED_KEYS = ("optimizer",)
 
 
 # Integer keys every run reads, with their minimum (None: any integer); null allowed where noted.

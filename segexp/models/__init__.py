@@ -1,10 +1,15 @@
 """Model builders and presets.
 
-``build_model(model_cfg, input_shape, num_classes)`` dispatches on ``model_cfg.builder``:
+``build_model(model_cfg, input_shape, num_classes)`` checks the section against the schema of
+``model_cfg.builder`` and calls ``model_cfg._target_`` (by default that builder's function) with
+the typed config, the input shape and the class count:
 
 - ``unet`` (default): :func:`segexp.models.unet.build_unet`, one configurable U-Net;
 - ``fcn8_vgg16``: :func:`segexp.models.fcn.build_fcn8_vgg16`, FCN-8s-style head on VGG16;
 - ``autoencoder``: :func:`segexp.models.autoencoder.build_autoencoder`, convolutional autoencoder.
+
+``builder`` names the keys (the schema) and ``_target_`` the function that reads them, so
+``model._target_=mypkg.my_net`` builds a user's network from a builder's keys.
 
 Presets are the YAML files in ``conf/model/`` (:func:`preset_names`, :func:`load_preset`).
 """
@@ -13,13 +18,14 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import segexp
 from segexp.config.schema.model import MODELS, ModelConf
+from segexp.config.targets import target_callable
 from segexp.errors import ConfigError
 from segexp.models.common import head_channels, param_counts, resolve_task, to_plain
 from segexp.models.heads import model_head, resolve_head
@@ -49,24 +55,6 @@ __all__ = [
 
 LATENT_LAYER = "latent"
 BUILDERS = tuple(MODELS)
-
-
-def _builder(name: str) -> Callable[..., keras.Model]:
-    # By name, not `_target_`: `model.builder` is the key presets, params and comparisons use; a
-    # `_target_` beside it would say the same twice.
-    if name == "unet":
-        from segexp.models.unet import build_unet
-
-        return build_unet
-    if name == "fcn8_vgg16":
-        from segexp.models.fcn import build_fcn8_vgg16
-
-        return build_fcn8_vgg16
-    if name == "autoencoder":
-        from segexp.models.autoencoder import build_autoencoder
-
-        return build_autoencoder
-    raise ConfigError(f"model.builder={name!r}: expected one of {', '.join(BUILDERS)}")
 
 
 def _shape(value: Any, key: str) -> tuple[int, int, int]:
@@ -105,7 +93,10 @@ def build_model(
         if task != "reconstruction":
             raise ConfigError("model.num_classes is null and the data gave no class count")
         num_classes = 0
-    return _builder(cfg.builder)(cfg, shape, int(num_classes))
+    builder = target_callable(
+        cfg._target_, "model._target_", "a builder (cfg, input_shape, num_classes) -> keras.Model"
+    )
+    return builder(cfg, shape, int(num_classes))
 
 
 def typed_model(model_cfg: DictConfig | Mapping[str, Any]) -> ModelConf:

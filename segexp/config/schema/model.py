@@ -14,8 +14,12 @@ class ModelConf:
     name: str | None = None
     # Where the architecture comes from (an article, or "segexp default").
     source: str | None = None
-    # The builder: unet | fcn8_vgg16 | autoencoder (segexp.models.BUILDERS).
+    # The builder whose keys this section takes: unet | fcn8_vgg16 | autoencoder
+    # (segexp.models.BUILDERS); presets, `segexp-models` and comparisons name models by it.
     builder: str = "unet"
+    # The function that builds the model from this section, (cfg, input_shape, num_classes) ->
+    # keras.Model: the builder's own by default; a user's callable reads the same keys.
+    _target_: str = "segexp.models.unet.build_unet"
     # segmentation | reconstruction (the image itself is the target).
     task: str = "segmentation"
     # [H, W, C] fixes the input; null = the dataset's image size and channels.
@@ -85,6 +89,7 @@ class FCNConf(ModelConf):
     """segexp.models.fcn.build_fcn8_vgg16: FCN-8s-style head on a VGG16 encoder."""
 
     builder: str = "fcn8_vgg16"
+    _target_: str = "segexp.models.fcn.build_fcn8_vgg16"
     # null (random init) or a local VGG16 (no top) .h5/.keras file; never downloaded.
     weights: str | None = None
     # Freeze the VGG16 encoder; false fine-tunes it too.
@@ -103,6 +108,7 @@ class AutoencoderConf(ModelConf):
     """segexp.models.autoencoder.build_autoencoder: convolutional autoencoder."""
 
     builder: str = "autoencoder"
+    _target_: str = "segexp.models.autoencoder.build_autoencoder"
     task: str = "reconstruction"
     # Stride-2 encoder convs (filters each); H and W must be divisible by 2 ** len(...).
     encoder_filters: list[int] = field(default_factory=lambda: [32, 64])

@@ -14,6 +14,10 @@ class OptimizerConf:
 
     # adam | adamw | sgd | rmsprop (segexp.optim.build_optimizer).
     name: str = MISSING
+    # The Keras optimizer class, built with the option's keys and the learning-rate schedule;
+    # another class (keras.optimizers.Lion) takes the keys it shares with the option, and
+    # `+optimizer.<key>` adds one of its own.
+    _target_: str = MISSING
     # Initial (peak, with a warm-up) learning rate.
     learning_rate: float = 1.0e-3
     # Decoupled weight decay (Keras 3), e.g. 1.0e-4; null = none (AdamW: Keras' 0.004).
@@ -35,6 +39,7 @@ class AdamConf(OptimizerConf):
     """keras.optimizers.Adam (Keras defaults)."""
 
     name: str = "adam"
+    _target_: str = "keras.optimizers.Adam"
     # Keras' Adam moments and epsilon.
     beta_1: float = 0.9
     beta_2: float = 0.999
@@ -47,6 +52,7 @@ class AdamWConf(AdamConf):
     """keras.optimizers.AdamW: Adam with decoupled weight decay."""
 
     name: str = "adamw"
+    _target_: str = "keras.optimizers.AdamW"
 
 
 @dataclass
@@ -54,6 +60,7 @@ class SGDConf(OptimizerConf):
     """keras.optimizers.SGD with momentum."""
 
     name: str = "sgd"
+    _target_: str = "keras.optimizers.SGD"
     # 0 <= momentum < 1; the U-Net paper uses 0.99.
     momentum: float = 0.9
     # Nesterov momentum.
@@ -65,6 +72,7 @@ class RMSpropConf(OptimizerConf):
     """keras.optimizers.RMSprop."""
 
     name: str = "rmsprop"
+    _target_: str = "keras.optimizers.RMSprop"
     # Keras' RMSprop discount factor, momentum, epsilon and centering.
     rho: float = 0.9
     momentum: float = 0.0
@@ -72,7 +80,7 @@ class RMSpropConf(OptimizerConf):
     centered: bool = False
 
 
-# Option name -> schema (also the Keras class name: segexp.optim).
+# Option name -> schema.
 OPTIMIZERS: dict[str, type[OptimizerConf]] = {
     "adam": AdamConf,
     "adamw": AdamWConf,
