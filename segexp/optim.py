@@ -142,10 +142,14 @@ def _keyword_args(cfg: dict[str, Any], name: str, takes: set[str], target: str) 
         )
     prm = asdict(typed({k: v for k, v in cfg.items() if k in names}, schema, f"optimizer({name})"))
     defaults = asdict(schema())
+    # Another class keeps its own defaults for the keys left at the option's (Lion's beta_2 is
+    # 0.99, not Adam's 0.999); the option's class gets every key.
+    replaced = target != schema._target_
     kwargs = {}
     for key in sorted(names - {f.name for f in fields(OptimizerConf)}):
         if key in takes:
-            kwargs[key] = prm[key]
+            if not replaced or prm[key] != defaults[key]:
+                kwargs[key] = prm[key]
         elif prm[key] != defaults[key]:
             raise ConfigError(
                 f"optimizer.{key}={prm[key]!r}: {target} takes no {key!r}; expected "

@@ -162,6 +162,16 @@ def test_target_replacement_builds_that_class_with_the_shared_keys_and_schedule(
     assert current_learning_rate(opt) == pytest.approx(1e-3)
 
 
+def test_a_replaced_class_keeps_its_own_defaults_for_the_keys_left_alone(compose):
+    import inspect
+
+    cfg = compose(["optimizer=adam", "optimizer._target_=keras.optimizers.Lion"])
+    opt = build_optimizer(cfg.optimizer, steps_per_epoch=4, epochs=3)
+    own = inspect.signature(keras.optimizers.Lion).parameters["beta_2"].default
+    assert own != cfg.optimizer.beta_2  # Adam's 0.999 would be a silent change of Lion
+    assert opt.beta_2 == pytest.approx(own)
+
+
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
