@@ -8,7 +8,7 @@ Hydra's callback hooks:
   saves the sweep's :class:`~segexp.track.context.SweepContext` (parent run id, sweep id,
   tracking URI) to ``<sweep dir>/segexp_sweep.json``.
 - ``on_job_start`` (in the process that runs the job, on whichever machine) loads it as the
-  job's :func:`~segexp.track.context.current` context; the runner adds its ``job_tags()``
+  job's :func:`~segexp.track.context.current` context; the training job adds its ``job_tags()``
   (``mlflow.parentRunId``, ``segexp.sweep_id``, ``segexp.sweep_job``) to the child run and
   names it from what the job varies (:func:`~segexp.track.names.child_run_name`).
 - ``on_job_end`` marks a job that raised as FAILED in MLflow (creating a FAILED child run when it
