@@ -70,6 +70,8 @@ def build_schedule(
     )
     sched = schedule_config(opt_cfg)
     name = sched["name"]
+    # By name, not `_target_`: each schedule needs the run's steps per epoch and epochs, which
+    # the config does not hold, and converts epochs to steps in its own way.
     if name in ("constant", "plateau"):
         return lr
     steps_per_epoch, epochs = max(int(steps_per_epoch), 1), max(int(epochs), 1)

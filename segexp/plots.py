@@ -20,17 +20,6 @@ def split_label(split: str) -> str:
     return f"{split} ({STYLE_NAMES[LINE_STYLES[split]]})"
 
 
-def style_handles() -> list[Any]:
-    """Legend handles for the line-style convention alone (black lines), for figures whose
-    colours name groups."""
-    from matplotlib.lines import Line2D
-
-    return [
-        Line2D([], [], color="black", ls=LINE_STYLES[s], label=split_label(s))
-        for s in ("train", "validation")
-    ]
-
-
 def epoch_axis(ax: Any) -> None:
     """Label the x axis ``epoch`` with integer ticks only."""
     from matplotlib.ticker import MaxNLocator

@@ -4,7 +4,7 @@ exit code 2 and one last stderr line ``segexp-train: error: ...`` naming the fil
 no traceback; ``dataset.skip_bad=true`` instead trains and counts the skipped samples.
 
 Every case (plus a config trap: ignore_value mapped to a class) runs through the Hydra app
-`segexp.train.main` in-process (the CLI code path without the ~5-8 s TensorFlow start of a new
+`segexp.train.app.main` in-process (the CLI code path without the ~5-8 s TensorFlow start of a new
 interpreter); the same cases run as real subprocesses too, one by default, the rest slow.
 """
 

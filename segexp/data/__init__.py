@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 
 def _loader(name: str):
+    # By module name, not `_target_`: a loader is a module (``load``, optional ``check_paths``,
+    # ``LAYOUT``) that the pre-TensorFlow path checks import without building anything.
     try:
         module = importlib.import_module(f"segexp.data.{name}")
     except ModuleNotFoundError as err:

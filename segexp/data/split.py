@@ -137,20 +137,6 @@ def fingerprint_files(
     return digest(parts)
 
 
-def fingerprint_arrays(*arrays: np.ndarray, chunk: int = 1 << 26) -> str:
-    """Fingerprint of arrays: dtype, shape and bytes (memory-mapped arrays are read in chunks)."""
-    h = hashlib.sha256()
-    for arr in arrays:
-        arr = np.asarray(arr)
-        h.update(f"{arr.dtype.str}{arr.shape}".encode())
-        flat = arr.reshape(-1) if arr.flags.c_contiguous else np.ascontiguousarray(arr).reshape(-1)
-        step = max(1, chunk // max(arr.itemsize, 1))
-        for start in range(0, flat.size, step):
-            h.update(np.ascontiguousarray(flat[start : start + step]).tobytes())
-    return h.hexdigest()[:FINGERPRINT_CHARS]
-
-
-# ----------------------------------------------------------------------------- frequencies
 def class_frequencies(
     counts: np.ndarray | Sequence[int], class_names: Sequence[str]
 ) -> dict[str, float]:
