@@ -125,6 +125,7 @@ def python_dataset(
     import keras
     import numpy as np
 
+    from segexp.data.decode import to_model_input
     from segexp.data.pipeline import center_crop_mask
 
     class NumpyAugmentIterator(keras.utils.PyDataset):
@@ -145,9 +146,9 @@ def python_dataset(
                 masks.append(m)
             bx = np.stack(images).astype(np.float32)
             if target == "image":
-                return bx * input_scale, bx
+                return to_model_input(bx, input_scale), bx
             by = np.stack([np.asarray(center_crop_mask(m, crop)) for m in masks])
-            return bx * input_scale, by
+            return to_model_input(bx, input_scale), by
 
         def on_epoch_end(self) -> None:
             self.order = self.rng.permutation(len(x))
