@@ -216,7 +216,7 @@ def evaluate_split(
 ) -> dict[str, float]:
     """Run ``model`` over the batched ``split`` stream and return ``{<split>_<name>: value}``
     for the dataset's ``challenge_metrics`` (empty for reconstruction models)."""
-    from segexp.metrics import predictions_to_labels
+    from segexp.models.heads import predictions_to_labels
 
     names = check_names(dataset_cfg.get("challenge_metrics"))
     if not names or head == "linear":

@@ -4,9 +4,10 @@ Each metric (``accuracy``, ``mean_iou``, ``dice``, ``iou_<class>``) is a Keras `
 from a K x K confusion matrix (rows: true class, columns: predicted class) accumulated over the
 whole split, not averaged per batch; Keras resets the state at the start of every epoch /
 evaluate call. :func:`build_metrics` computes that matrix once per step: the first metric
-(``accuracy``) accumulates it and the others read it. Predictions: sigmoid head -> class 1
-where p > 0.5 (K = 2), softmax head -> argmax. Pixels labelled ``ignore_value`` (or outside
-``[0, K)``) are skipped.
+(``accuracy``) accumulates it and the others read it. Predictions
+(:func:`segexp.models.heads.predictions_to_labels`): sigmoid head -> class 1 where p > 0.5
+(K = 2), softmax head -> argmax. Pixels labelled ``ignore_value`` (or outside ``[0, K)``) are
+skipped.
 
 Definitions (the same in ``confusion_matrix_metrics``):
 
@@ -25,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from segexp.models.heads import resolve_head
+from segexp.models.heads import predictions_to_labels, resolve_head
 
 KINDS = ("accuracy", "mean_iou", "dice", "iou")
 
@@ -42,14 +43,6 @@ def confusion_matrix(
         valid &= t != ignore_value
     idx = t[valid] * num_classes + p[valid]
     return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
-def predictions_to_labels(y_pred: np.ndarray, head: str) -> np.ndarray:
-    """Probabilities -> class ids [..., H, W]: sigmoid p > 0.5, softmax argmax."""
-    y_pred = np.asarray(y_pred)
-    if head == "sigmoid" or y_pred.shape[-1] == 1:
-        return (y_pred[..., 0] > 0.5).astype(np.int64)
-    return np.argmax(y_pred, axis=-1)
 
 
 def metric_name(class_name: str) -> str:
@@ -105,11 +98,7 @@ def batch_confusion_matrix(
     labels = tf.cast(tf.round(tf.cast(y_true, tf.float32)), tf.int32)
     if labels.shape.rank == 4:
         labels = labels[..., 0]
-    y_pred = tf.cast(y_pred, tf.float32)
-    if head == "sigmoid":
-        pred = tf.cast(y_pred[..., 0] > 0.5, tf.int32)
-    else:
-        pred = tf.cast(tf.argmax(y_pred, axis=-1), tf.int32)
+    pred = tf.cast(predictions_to_labels(tf.cast(y_pred, tf.float32), head), tf.int32)
     valid = (labels >= 0) & (labels < num_classes)
     if ignore_value is not None:
         valid &= labels != ignore_value

@@ -17,8 +17,8 @@ from segexp.augment import (
     coarse_grid,
     displacement_field,
 )
-from segexp.augment._common import sample_keys
 from segexp.augment.geometric import upsample_matrix
+from segexp.augment.sampling import sample_keys
 from segexp.config import load_preset
 from segexp.errors import ConfigError
 

@@ -88,6 +88,42 @@ def test_python_affine_with_zero_ranges_is_identity():
     np.testing.assert_array_equal(out_mask, mask)
 
 
+@pytest.mark.parametrize("kind", ["affine", "elastic", "flip"])
+def test_python_augment_moves_the_weight_map_like_the_mask(kind):
+    """(c)'s weight map follows the mask's transform exactly (order 0), and a constant fill
+    invents pixels of weight 0, as segexp's pipeline carries it."""
+    from segexp.augment import option_defaults
+
+    prm = {
+        "affine": {
+            **option_defaults("affine"),
+            "rotation_range": 30,
+            "width_shift_range": 0.3,
+            "fill_mode": "constant",
+            "mask_fill_value": 255,
+        },
+        "elastic": {**option_defaults("elastic"), "sigma": 4.0},
+        "flip": {**option_defaults("flip"), "p": 1.0, "vertical": True},
+    }[kind]
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0, 1, (24, 20, 1)).astype(np.float32)
+    mask = rng.integers(0, 3, (24, 20, 1)).astype(np.int32)
+    weights = (mask[..., 0] * 1.5 + 0.25).astype(np.float32)  # a function of the mask
+    plain = python_baseline.python_augment(kind, prm, image, mask, np.random.default_rng(7))
+    out_img, out_mask, out_w = python_baseline.python_augment(
+        kind, prm, image, mask, np.random.default_rng(7), weights
+    )
+    np.testing.assert_array_equal(out_img, plain[0])  # the weights draw no random numbers
+    np.testing.assert_array_equal(out_mask, plain[1])
+    assert out_w.shape == (24, 20) and out_w.dtype == np.float32
+    filled = out_mask[..., 0] == 255
+    np.testing.assert_array_equal(out_w[~filled], out_mask[..., 0][~filled] * 1.5 + 0.25)
+    np.testing.assert_array_equal(out_w[filled], 0.0)
+    assert filled.any() == (kind == "affine")
+    if kind == "flip":
+        np.testing.assert_array_equal(out_w, weights[::-1, ::-1])
+
+
 def test_peaks_and_memory_readings_are_positive():
     peaks = measure.measure_peaks(64, (2, 16, 16, 4), repeats=2)
     assert all(math.isfinite(v) and v > 0 for v in peaks.values())

@@ -124,6 +124,44 @@ def test_keras_baseline_gets_the_tensors_segexp_feeds(compose, tmp_path):
     assert sorted(m.tobytes() for m in y) == sorted(m.tobytes() for m in masks)
 
 
+def test_python_baseline_gets_the_weight_maps_segexp_feeds(compose, tmp_path):
+    """With a weight-map loss, (c) yields (images, masks, weights): segexp's own weight maps
+    of the training masks (those (b) gets), moved with the mask by (c)'s augmentation."""
+    from segexp.augment import option_defaults
+    from segexp.bench.python_baseline import python_dataset
+
+    cfg = compose([*TINY, "loss=unet_weighted"], config_name="bench")
+    bench = Bench(cfg, tmp_path)
+    weights = bench.w_train
+    assert weights.shape == bench.y_train.shape[:3] and weights.dtype == np.float32
+    assert len(np.unique(weights)) > 2  # a real weight map, not ones
+    _, _, fit = bench.keras_tensors()  # (b): segexp's pipeline, no augmentation
+    assert sorted(w.tobytes() for w in fit["sample_weight"]) == sorted(w.tobytes() for w in weights)
+    flip = {**option_defaults("flip"), "p": 1.0}  # horizontal flips, every sample
+    data = python_dataset(
+        bench.x_train,
+        bench.y_train,
+        8,
+        "flip",
+        flip,
+        0,
+        crop=bench.crop,
+        target="mask",
+        weights=weights,
+    )
+    batch = data[0]
+    assert len(batch) == 3
+    idx = data.order[:8]
+    np.testing.assert_array_equal(batch[1], bench.y_train[idx][:, :, ::-1])
+    np.testing.assert_array_equal(batch[2], weights[idx][:, :, ::-1])
+    # Without a weight map (c) keeps yielding (images, masks).
+    plain = python_dataset(
+        bench.x_train, bench.y_train, 8, "flip", flip, 0, crop=(0, 0), target="mask"
+    )
+    assert len(plain[0]) == 2
+    assert Bench(compose(TINY, config_name="bench"), tmp_path / "b").w_train is None
+
+
 def test_segexp_variant_reports_what_its_run_logged(compose, tmp_path):
     """(a) runs segexp-train's function; its images/s, final loss and logging share are the
     values its MLflow run holds, and the run trained warm-up + timed epochs."""

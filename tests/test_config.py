@@ -9,7 +9,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from segexp.config import as_params, flatten, redact, run_name
+from segexp.config import as_params, flatten, override_key, redact, run_name
 
 GROUPS = ("model", "dataset", "optimizer", "augmentation", "loss", "trainer", "tracking")
 
@@ -217,6 +217,20 @@ def test_run_name_keeps_only_the_last_override_of_a_key(compose):
         "verbose=true",
     ]
     assert run_name(compose(), overrides) == "dataset.mask_values={0:0,1:1},seed=2"
+
+
+def test_override_key_is_the_key_an_override_sets(compose):
+    cases = {
+        "model.dropout=0.1": "model.dropout",
+        "+model.dropout=0.1": "model.dropout",
+        "++tracking.tags.a=b=c": "tracking.tags.a",
+        "~dataset.split": "dataset.split",
+        "seed=": "seed",
+        "experiment": "experiment",
+    }
+    assert {o: override_key(o) for o in cases} == cases
+    # `+`/`~` prefixes name the same key for run names (a later override of it wins).
+    assert run_name(compose(), ["+seed=1", "~seed", "++tracking.uri=x", "seed=3"]) == "seed=3"
 
 
 def test_typo_key_cli_exits_2_with_one_line_before_tensorflow():

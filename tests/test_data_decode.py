@@ -224,3 +224,24 @@ def test_value_range_is_one_rule_for_files_and_arrays():
     np.testing.assert_allclose(decode.to_float(x), [[0.0, 0.5], [1.0, 0.0]])
     # An array loader scales every image by the whole array's range, not its own.
     np.testing.assert_allclose(decode.to_float(np.array([2.0]), scaling=(-2.0, 8.0)), [0.5])
+
+
+def test_to_model_input_scales_arrays_and_tensors_alike():
+    """One model-input rule for NumPy (predict, panels) and tf tensors (the pipeline): times
+    input_range in the images' own dtype, the images themselves at 1."""
+    import tensorflow as tf
+
+    images = np.array([[[0.0], [0.5]], [[1.0], [0.2]]], np.float32)
+    expected = np.array([[[0.0], [127.5]], [[255.0], [51.0]]], np.float32)
+    out = decode.to_model_input(images, 255)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert decode.to_model_input(images, 1.0) is images
+    half = decode.to_model_input(images.astype(np.float16), 255.0)
+    assert half.dtype == np.float16
+    tensor = decode.to_model_input(tf.constant(images), 255)
+    assert tensor.dtype == tf.float32
+    np.testing.assert_allclose(tensor.numpy(), expected, rtol=1e-6)
+    np.testing.assert_array_equal(
+        decode.to_model_input(tf.constant(images, tf.float64), 2.0).numpy(), images * 2.0
+    )

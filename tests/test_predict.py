@@ -197,6 +197,45 @@ def test_threshold_model_exact_at_any_size():
         np.testing.assert_array_equal(mask, expected_threshold_mask(gray))
 
 
+def test_predicted_labels_are_the_metrics_labels_at_exact_ties():
+    """A sigmoid probability of exactly 0.5 (a logit of 0) is background for the training
+    metrics and for segexp-predict alike; equal softmax maxima take the first class."""
+    import tensorflow as tf
+
+    from segexp.metrics import batch_confusion_matrix
+    from segexp.models.heads import predictions_to_labels
+
+    sigmoid = np.array([[0.5, 0.49, 0.51], [0.5, 0.0, 1.0]], np.float32)[..., None]
+    expected = np.array([[0, 0, 1], [0, 0, 1]], np.uint8)
+    softmax = np.array(
+        [[[0.5, 0.5, 0.0], [0.2, 0.4, 0.4]], [[0.3, 0.3, 0.4], [1 / 3, 1 / 3, 1 / 3]]], np.float32
+    )
+    expected_softmax = np.array([[0, 1], [2, 0]], np.uint8)
+    cases = [
+        (threshold_model(), "sigmoid", 2, sigmoid, expected),
+        (unet_like(), "softmax", 3, softmax, expected_softmax),
+    ]
+    for model, head, k, probs, want in cases:
+        mask = predictor(model, meta_for(model, num_classes=k, head=head)).to_mask(probs)
+        np.testing.assert_array_equal(mask, want)
+        np.testing.assert_array_equal(predictions_to_labels(probs, head), want)
+        # The metrics' graph ops: predict's mask as the truth gives a diagonal matrix.
+        cm = batch_confusion_matrix(
+            tf.constant(mask[None]),
+            tf.constant(probs[None]),
+            num_classes=k,
+            head=head,
+            ignore_value=None,
+        ).numpy()
+        assert cm.sum() == want.size and np.trace(cm) == want.size, cm
+    # A user threshold keeps the same tie rule: p == threshold is background.
+    model = threshold_model()
+    mask = predictor(model, meta_for(model), threshold=0.25).to_mask(
+        np.array([[0.25, 0.2500001, 0.1]], np.float32)[..., None]
+    )
+    np.testing.assert_array_equal(mask, [[0, 1, 0]])
+
+
 def test_valid_padding_model_tiles_exactly():
     """Valid-padding model: 36x36 input tile -> 32x32 output tile; mirror-padded overlap-tile
     output equals the whole (mirror-padded) image prediction everywhere."""

@@ -25,7 +25,6 @@ from typing import Any
 
 import tensorflow as tf
 
-from segexp.augment._common import AugmentFn, BatchFn, _to_dict, sample_keys, split_keys
 from segexp.augment.color import make_color
 from segexp.augment.geometric import (
     affine_matrix,
@@ -36,8 +35,10 @@ from segexp.augment.geometric import (
     make_elastic,
     make_flip,
 )
+from segexp.augment.params import AugmentFn, BatchFn
+from segexp.augment.sampling import sample_keys, split_keys
 from segexp.augment.warp import Warp, apply_warps, group_warps, resample
-from segexp.config import typed
+from segexp.config import to_dict, typed
 from segexp.config.schema.augment import BLOCKS, UNetPaperConf
 from segexp.errors import ConfigError
 
@@ -125,7 +126,7 @@ def build_augment(aug_cfg: Any) -> Augment | None:
     ``unet_paper`` chains the sub-blocks ``flip``, ``affine``, ``elastic``, ``color`` (each a
     mapping of that option's keys; a missing or null block is skipped).
     """
-    cfg = _to_dict(aug_cfg)
+    cfg = to_dict(aug_cfg, "augmentation")
     name = str(cfg.get("name", "none")).lower()
     if name in ("none", "null"):
         return None

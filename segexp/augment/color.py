@@ -8,16 +8,8 @@ from dataclasses import asdict
 
 import tensorflow as tf
 
-from segexp.augment._common import (
-    BatchFn,
-    _number,
-    _probability,
-    _range,
-    coin,
-    normal,
-    split_keys,
-    uniform,
-)
+from segexp.augment.params import BatchFn, to_number, to_probability, to_range
+from segexp.augment.sampling import coin, normal, split_keys, uniform
 from segexp.config import typed
 from segexp.config.schema.augment import ColorConf
 
@@ -26,12 +18,12 @@ def make_color(cfg: Mapping | None = None) -> BatchFn:
     """Brightness, contrast, gamma and gaussian noise on the image only (mask untouched)."""
     where = "augmentation"
     prm = asdict(typed(cfg, ColorConf, "augmentation(color)"))
-    brightness = _number(prm["brightness"], f"{where}.brightness")
-    contrast = _number(prm["contrast"], f"{where}.contrast", high=1.0)
-    gamma = _range(prm["gamma"], f"{where}.gamma", centre=1.0)
-    noise_std = _number(prm["noise_std"], f"{where}.noise_std")
+    brightness = to_number(prm["brightness"], f"{where}.brightness")
+    contrast = to_number(prm["contrast"], f"{where}.contrast", high=1.0)
+    gamma = to_range(prm["gamma"], f"{where}.gamma", centre=1.0)
+    noise_std = to_number(prm["noise_std"], f"{where}.noise_std")
     clip = bool(prm["clip"])
-    p = _probability(prm["p"], f"{where}.p")
+    p = to_probability(prm["p"], f"{where}.p")
 
     def per_sample(values: tf.Tensor) -> tf.Tensor:
         return tf.reshape(values, [-1, 1, 1, 1])

@@ -14,17 +14,8 @@ from dataclasses import asdict
 import numpy as np
 import tensorflow as tf
 
-from segexp.augment._common import (
-    _FILL_MODES,
-    BatchFn,
-    _number,
-    _probability,
-    _range,
-    coin,
-    normal,
-    split_keys,
-    uniform,
-)
+from segexp.augment.params import FILL_MODES, BatchFn, to_number, to_probability, to_range
+from segexp.augment.sampling import coin, normal, split_keys, uniform
 from segexp.augment.warp import Warp, apply_warps, fold
 from segexp.config import typed
 from segexp.config.schema.augment import AffineConf, ElasticConf, FlipConf
@@ -40,7 +31,7 @@ def _where(do: tf.Tensor, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 def make_flip(cfg: Mapping | None = None) -> BatchFn:
     """Random horizontal / vertical flips, each with probability ``p``."""
     prm = asdict(typed(cfg, FlipConf, "augmentation(flip)"))
-    p = _probability(prm["p"], "augmentation.p")
+    p = to_probability(prm["p"], "augmentation.p")
     horizontal, vertical = bool(prm["horizontal"]), bool(prm["vertical"])
 
     def flip(images: tf.Tensor, masks: tf.Tensor, keys: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -139,21 +130,21 @@ def make_affine(cfg: Mapping | None = None) -> Warp:
     """Random rotation / shift / zoom / shear (/ flips) with ImageDataGenerator-style ranges."""
     where = "augmentation"
     prm = asdict(typed(cfg, AffineConf, "augmentation(affine)"))
-    rot = math.radians(_number(prm["rotation_range"], f"{where}.rotation_range"))
-    shear = math.radians(_number(prm["shear_range"], f"{where}.shear_range", high=80.0))
-    wshift = _number(prm["width_shift_range"], f"{where}.width_shift_range")
-    hshift = _number(prm["height_shift_range"], f"{where}.height_shift_range")
-    zoom_lo, zoom_hi = _range(prm["zoom_range"], f"{where}.zoom_range", centre=1.0)
+    rot = math.radians(to_number(prm["rotation_range"], f"{where}.rotation_range"))
+    shear = math.radians(to_number(prm["shear_range"], f"{where}.shear_range", high=80.0))
+    wshift = to_number(prm["width_shift_range"], f"{where}.width_shift_range")
+    hshift = to_number(prm["height_shift_range"], f"{where}.height_shift_range")
+    zoom_lo, zoom_hi = to_range(prm["zoom_range"], f"{where}.zoom_range", centre=1.0)
     keep_aspect = bool(prm["keep_aspect"])
     hflip, vflip = bool(prm["horizontal_flip"]), bool(prm["vertical_flip"])
     fill_mode = str(prm["fill_mode"]).lower()
-    if fill_mode not in _FILL_MODES:
+    if fill_mode not in FILL_MODES:
         raise ConfigError(
-            f"{where}.fill_mode={prm['fill_mode']!r}: expected one of {sorted(_FILL_MODES)}"
+            f"{where}.fill_mode={prm['fill_mode']!r}: expected one of {sorted(FILL_MODES)}"
         )
-    fill_value = _number(prm["fill_value"], f"{where}.fill_value", low=-math.inf)
-    mask_fill = int(_number(prm["mask_fill_value"], f"{where}.mask_fill_value", low=-math.inf))
-    p = _probability(prm["p"], f"{where}.p")
+    fill_value = to_number(prm["fill_value"], f"{where}.fill_value", low=-math.inf)
+    mask_fill = int(to_number(prm["mask_fill_value"], f"{where}.mask_fill_value", low=-math.inf))
+    p = to_probability(prm["p"], f"{where}.p")
 
     def _shift(keys: tf.Tensor, rng: float, size: tf.Tensor) -> tf.Tensor:
         if rng == 0:
@@ -260,13 +251,13 @@ def make_elastic(cfg: Mapping | None = None) -> Warp:
     grid = tuple(grid_cfg) if isinstance(grid_cfg, list | tuple) else (grid_cfg, grid_cfg)
     if len(grid) != 2 or not all(isinstance(g, int) and g >= 2 for g in grid):
         raise ConfigError(f"{where}.grid_size={grid_cfg!r}: expected an int >= 2 or [rows, cols]")
-    sigma = _number(prm["sigma"], f"{where}.sigma")
+    sigma = to_number(prm["sigma"], f"{where}.sigma")
     interpolation = str(prm["interpolation"]).lower()
     if interpolation not in ("bicubic", "bilinear"):
         raise ConfigError(
             f"{where}.interpolation={prm['interpolation']!r}: expected bicubic or bilinear"
         )
-    p = _probability(prm["p"], f"{where}.p")
+    p = to_probability(prm["p"], f"{where}.p")
 
     def source(keys, rows, cols, valid, h, w):
         k_field, k_apply = split_keys(keys, 2)

@@ -39,42 +39,45 @@ def _affine_matrix(rng: Any, prm: dict, h: int, w: int) -> Any:
     return offset @ m @ reset
 
 
-def python_augment(kind: str, prm: dict, image: Any, mask: Any, rng: Any) -> tuple[Any, Any]:
-    """One sample, ImageDataGenerator-style: SciPy per channel, image order 1, mask order 0."""
+def python_augment(
+    kind: str, prm: dict, image: Any, mask: Any, rng: Any, weights: Any = None
+) -> tuple[Any, ...]:
+    """One sample, ImageDataGenerator-style: SciPy per channel, image order 1, mask order 0.
+
+    ``weights`` (a ``[H, W]`` sample-weight map) moves exactly like the mask, as segexp carries
+    it through augmentation, with 0 where a constant fill invents pixels; it is returned third.
+    """
     import numpy as np
     from scipy import ndimage
 
     h, w = image.shape[:2]
+
+    def planes(x: Any, move: Any) -> Any:
+        return np.stack([move(x[..., c]) for c in range(x.shape[-1])], axis=-1)
+
     if kind == "affine":
         mode = {"reflect": "reflect", "constant": "constant", "nearest": "nearest"}.get(
             str(prm["fill_mode"]), "wrap"
         )
         t = _affine_matrix(rng, prm, h, w)
         mat, off = t[:2, :2], t[:2, 2]
-        image = np.stack(
-            [
-                ndimage.affine_transform(
-                    image[..., c], mat, off, order=1, mode=mode, cval=float(prm["fill_value"])
-                )
-                for c in range(image.shape[-1])
-            ],
-            axis=-1,
+
+        def nearest(plane: Any, cval: Any) -> Any:
+            return ndimage.affine_transform(plane, mat, off, order=0, mode=mode, cval=cval)
+
+        image = planes(
+            image,
+            lambda p: ndimage.affine_transform(
+                p, mat, off, order=1, mode=mode, cval=float(prm["fill_value"])
+            ),
         )
-        mask = np.stack(
-            [
-                ndimage.affine_transform(
-                    mask[..., c], mat, off, order=0, mode=mode, cval=prm["mask_fill_value"]
-                )
-                for c in range(mask.shape[-1])
-            ],
-            axis=-1,
-        )
-        if prm["horizontal_flip"] and rng.uniform() < 0.5:
-            image, mask = image[:, ::-1], mask[:, ::-1]
-        if prm["vertical_flip"] and rng.uniform() < 0.5:
-            image, mask = image[::-1], mask[::-1]
-        return image, mask
-    if kind == "elastic":
+        mask = planes(mask, lambda p: nearest(p, prm["mask_fill_value"]))
+        weights = None if weights is None else nearest(weights, 0.0)
+        flips = [
+            (1, prm["horizontal_flip"] and rng.uniform() < 0.5),
+            (0, prm["vertical_flip"] and rng.uniform() < 0.5),
+        ]
+    elif kind == "elastic":
         g = prm["grid_size"]
         gh, gw = (g, g) if isinstance(g, int) else tuple(g)
         coarse = rng.normal(0.0, float(prm["sigma"]), (2, gh, gw))
@@ -83,28 +86,26 @@ def python_augment(kind: str, prm: dict, image: Any, mask: Any, rng: Any) -> tup
         dy, dx = (ndimage.zoom(c, (h / gh, w / gw), order=order) for c in coarse)
         rr, cc = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
         coords = np.stack([rr + dy, cc + dx])
-        image = np.stack(
-            [
-                ndimage.map_coordinates(image[..., c], coords, order=1, mode="mirror")
-                for c in range(image.shape[-1])
-            ],
-            axis=-1,
-        )
-        mask = np.stack(
-            [
-                ndimage.map_coordinates(mask[..., c], coords, order=0, mode="mirror")
-                for c in range(mask.shape[-1])
-            ],
-            axis=-1,
-        )
-        return image, mask
-    if kind == "flip":
-        if prm["horizontal"] and rng.uniform() < prm["p"]:
-            image, mask = image[:, ::-1], mask[:, ::-1]
-        if prm["vertical"] and rng.uniform() < prm["p"]:
-            image, mask = image[::-1], mask[::-1]
-        return image, mask
-    raise ConfigError(f"bench: no Python baseline for augmentation {kind!r}")
+
+        def warp(plane: Any, order: int) -> Any:
+            return ndimage.map_coordinates(plane, coords, order=order, mode="mirror")
+
+        image = planes(image, lambda p: warp(p, 1))
+        mask = planes(mask, lambda p: warp(p, 0))
+        weights = None if weights is None else warp(weights, 0)
+        flips = []
+    elif kind == "flip":
+        flips = [
+            (1, prm["horizontal"] and rng.uniform() < prm["p"]),
+            (0, prm["vertical"] and rng.uniform() < prm["p"]),
+        ]
+    else:
+        raise ConfigError(f"bench: no Python baseline for augmentation {kind!r}")
+    for axis, flip in flips:
+        if flip:
+            image, mask = np.flip(image, axis), np.flip(mask, axis)
+            weights = None if weights is None else np.flip(weights, axis)
+    return (image, mask) if weights is None else (image, mask, weights)
 
 
 def python_dataset(
@@ -118,13 +119,17 @@ def python_dataset(
     crop: tuple[int, int],
     target: str,
     input_scale: float = 1.0,
+    weights: Any = None,
 ):
     """A ``keras.utils.PyDataset`` (Keras 2 ``Sequence``-like) doing the augmentation in Python,
     its batches finished as segexp's pipeline finishes them (image target or cropped mask,
-    images times ``input_scale``)."""
+    images times ``input_scale``). ``weights``: each sample's weight map ``[N, H, W]`` (the
+    ``unet_weighted`` loss), augmented with its mask and cropped like it, as the batches'
+    sample weights."""
     import keras
     import numpy as np
 
+    from segexp.data.decode import to_model_input
     from segexp.data.pipeline import center_crop_mask
 
     class NumpyAugmentIterator(keras.utils.PyDataset):
@@ -136,18 +141,22 @@ def python_dataset(
         def __len__(self) -> int:
             return math.ceil(len(x) / batch_size)
 
-        def __getitem__(self, i: int) -> tuple[Any, Any]:
+        def __getitem__(self, i: int) -> tuple[Any, ...]:
             idx = self.order[i * batch_size : (i + 1) * batch_size]
-            images, masks = [], []
-            for j in idx:
-                im, m = python_augment(kind, prm, x[j], y[j], self.rng)
-                images.append(im)
-                masks.append(m)
-            bx = np.stack(images).astype(np.float32)
+            weighted = weights is not None and target == "mask"
+            samples = [
+                python_augment(kind, prm, x[j], y[j], self.rng, weights[j] if weighted else None)
+                for j in idx
+            ]
+            bx = np.stack([s[0] for s in samples]).astype(np.float32)
             if target == "image":
-                return bx * input_scale, bx
-            by = np.stack([np.asarray(center_crop_mask(m, crop)) for m in masks])
-            return bx * input_scale, by
+                return to_model_input(bx, input_scale), bx
+            # The mask, and the weight map after it, cropped alike.
+            targets = [
+                np.stack([center_crop_mask(s[k], crop) for s in samples])
+                for k in range(1, len(samples[0]))
+            ]
+            return to_model_input(bx, input_scale), *targets
 
         def on_epoch_end(self) -> None:
             self.order = self.rng.permutation(len(x))

@@ -3,6 +3,7 @@ and (c) a Python augmentation loop, each fed the tensors segexp's own data build
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,18 @@ class Bench:
 
         return pipeline_rate(batches(), len(data), self.n_train)
 
+    @cached_property
+    def w_train(self) -> Any:
+        """Each training sample's sample-weight map ``[N, H, W]`` as segexp's pipeline computes
+        it from the mask before augmentation (``unet_weighted``; None for other losses)."""
+        from segexp.train.build import weight_fn
+
+        weights = weight_fn(self.cfg, self.source)
+        if weights is None:
+            return None
+        train = self.source.splits["train"].map(lambda _image, mask: (weights(mask),))
+        return _numpy_split(train.batch(1024))[0]
+
     def _python_data(self, aug_cfg: DictConfig) -> Any:
         from segexp.augment import option_defaults
 
@@ -146,11 +159,12 @@ class Bench:
             crop=self.crop,
             target=self.target,
             input_scale=self.input_scale,
+            weights=self.w_train,
         )
 
     def run_python(self, scenario: str, aug_cfg: DictConfig) -> Result | None:
         """(c) ImageDataGenerator-like SciPy augmentation in a Python ``PyDataset``, feeding the
-        model segexp builds (same scale and crop as segexp's pipeline)."""
+        model segexp builds (same scale, crop and sample weights as segexp's pipeline)."""
         data = self._python_data(aug_cfg)
         if data is None:
             return None

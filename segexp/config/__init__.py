@@ -9,6 +9,7 @@ from segexp.config.keys import (
     check_integers,
     check_key,
     closest,
+    override_key,
 )
 from segexp.config.params import RUN_NAME_EXCLUDED_PREFIXES, as_params, flatten, run_name
 from segexp.config.paths import CONF_DIR, PROJECT_ROOT, input_spec, to_dict
@@ -37,6 +38,7 @@ __all__ = [
     "is_secret_key",
     "mask_secrets",
     "mask_yaml_files",
+    "override_key",
     "redact",
     "register",
     "run_name",

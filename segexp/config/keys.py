@@ -1,4 +1,5 @@
-"""Command-line key checks before Hydra starts: unknown keys, `+` rules, integer counts."""
+"""Command-line keys: the key an override sets, and the checks before Hydra starts (unknown keys,
+`+` rules, integer counts)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ INTEGER_KEYS: dict[str, tuple[int | None, bool]] = {
     "trainer.num_sample_images": (0, False),
     "dataset.train_size": (1, True),
 }
+
+
+def override_key(override: str) -> str:
+    """The key a command-line override sets: ``+model.dropout=0.1`` -> ``model.dropout``."""
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def check_integers(cfg: DictConfig) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from segexp.config.keys import override_key
 from segexp.config.secrets import MASK, is_secret_key, redact
 
 # Keys that describe where and how a run is tracked, not what it trains.
@@ -48,11 +49,11 @@ def run_name(cfg: DictConfig, overrides: list[str] | ListConfig) -> str:
     """Readable run name: the job's own overrides, or ``<model>-<dataset>`` without any."""
     if cfg.tracking.get("run_name"):
         return str(cfg.tracking.run_name)
-    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    keys = [override_key(o) for o in overrides]
     kept = [
         redact(o)
         for i, o in enumerate(overrides)
-        if not o.lstrip("+~").startswith(RUN_NAME_EXCLUDED_PREFIXES)
+        if not keys[i].startswith(RUN_NAME_EXCLUDED_PREFIXES)
         and keys[i] not in keys[i + 1 :]  # a later override of the same key wins
     ]
     if kept:

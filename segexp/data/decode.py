@@ -13,6 +13,7 @@ Images become float32 ``[H, W, C]`` in ``[0, 1]`` (:func:`value_range`, :func:`t
   the whole array for array loaders);
 - alpha is dropped (RGBA -> RGB, LA -> L), palette and CMYK images become RGB;
 - grayscale -> RGB repeats the channel, RGB -> grayscale uses ITU-R 601 luma (as Pillow does).
+The model sees them times ``model.input_range`` (:func:`to_model_input`).
 
 Masks stay integers (raw stored values), which :class:`~segexp.data.mask_map.MaskMap` turns
 into class ids:
@@ -209,6 +210,14 @@ def convert_channels(img: np.ndarray, channels: int, name: str = "image") -> np.
 def read_image(path: str | Path, channels: int, data: bytes | None = None) -> np.ndarray:
     """Decode an image file to float32 ``[H, W, channels]`` in ``[0, 1]``."""
     return convert_channels(to_float(read_raw(path, data)), channels, str(path))
+
+
+def to_model_input(images: Any, input_range: float) -> Any:
+    """Images in ``[0, 1]`` (NumPy array or tf tensor) as the model takes them: times
+    ``input_range`` (:func:`segexp.models.input_range`; 255 for models that rescale raw pixels
+    inside), in the images' own float dtype; unchanged at 1."""
+    scale = float(input_range)
+    return images if scale == 1.0 else images * scale
 
 
 # ----------------------------------------------------------------------------- masks

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from segexp.data.decode import to_model_input
+
 AUTOTUNE = tf.data.AUTOTUNE
 DEFAULT_SHUFFLE_BUFFER = 4096
 STREAMED_SHUFFLE_BUFFER = 256
@@ -224,9 +226,8 @@ def _finish(
                 num_parallel_calls=AUTOTUNE,
             )
     if input_scale != 1.0:
-        scale = float(input_scale)
         ds = ds.map(
-            lambda image, *rest: (image * scale, *rest),
+            lambda image, *rest: (to_model_input(image, input_scale), *rest),
             num_parallel_calls=AUTOTUNE,
             deterministic=True,
         )

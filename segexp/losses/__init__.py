@@ -23,8 +23,8 @@ import keras
 import tensorflow as tf
 
 from segexp.errors import ConfigError
-from segexp.losses.config import KINDS, _loss_params
-from segexp.losses.weight_map import _unet_params, sample_weight_fn, unet_weight_map
+from segexp.losses.config import KINDS, loss_params
+from segexp.losses.weight_map import sample_weight_fn, unet_weight_map, weight_map_params
 from segexp.models.heads import resolve_head
 
 __all__ = [
@@ -203,7 +203,7 @@ def build_loss(
 
     ``auto`` => bce for a sigmoid head, sparse cce for softmax, mse for a linear head.
     """
-    name, prm = _loss_params(loss_cfg)
+    name, prm = loss_params(loss_cfg)
     head = resolve_head(head, num_classes)
     if name == "auto":
         name = {"sigmoid": "bce", "softmax": "cce", "linear": "mse"}[head]
@@ -224,7 +224,7 @@ def build_loss(
     if name == "focal":
         kwargs.update(gamma=float(prm["gamma"]), alpha=prm["alpha"])
     if name == "unet_weighted":
-        _unet_params(prm, num_classes)  # validate early
+        weight_map_params(prm, num_classes)  # validate early
     return SegmentationLoss(
         name, head=head, num_classes=num_classes, ignore_value=ignore_value, name=name, **kwargs
     )

@@ -14,7 +14,7 @@ KINDS = tuple(name for name in LOSSES if name != "auto")
 
 
 # By name, not `_target_`: every option is one Keras loss class (SegmentationLoss) of that kind.
-def _loss_params(loss_cfg: Any) -> tuple[str, dict[str, Any]]:
+def loss_params(loss_cfg: Any) -> tuple[str, dict[str, Any]]:
     """``(name, keys)`` of ``loss_cfg``, checked against its schema (``name`` excluded)."""
     cfg = to_dict(loss_cfg, "loss")
     name = str(cfg.get("name", "auto")).lower()

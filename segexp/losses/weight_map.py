@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from segexp.errors import ConfigError
-from segexp.losses.config import _loss_params
+from segexp.losses.config import loss_params
 
 
 def unet_weight_map(
@@ -83,7 +83,9 @@ def unet_weight_map(
     return weights.astype(np.float32)
 
 
-def _unet_params(prm: dict[str, Any], num_classes: int) -> dict[str, Any]:
+def weight_map_params(prm: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    """The :func:`unet_weight_map` settings of an ``unet_weighted`` loss's keys ``prm``
+    (:func:`segexp.losses.config.loss_params`), checked (``object_class`` still unresolved)."""
     cw = prm["class_weights"]
     if isinstance(cw, list | tuple):
         if len(cw) != num_classes:
@@ -150,10 +152,10 @@ def sample_weight_fn(
     None for every other loss. Runs ``unet_weight_map`` through ``tf.numpy_function`` (scipy);
     ``class_names`` resolve a named ``loss.object_class``.
     """
-    name, prm = _loss_params(loss_cfg)
+    name, prm = loss_params(loss_cfg)
     if name != "unet_weighted":
         return None
-    kwargs = _unet_params(prm, num_classes)
+    kwargs = weight_map_params(prm, num_classes)
     kwargs["object_classes"] = object_classes(kwargs.pop("object_class"), num_classes, class_names)
 
     def _np_weights(mask: np.ndarray) -> np.ndarray:

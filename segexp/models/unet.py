@@ -76,7 +76,7 @@ def _rates(value: Any, n: int) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-class _Builder:
+class UNetBuilder:
     """Holds the parsed U-Net settings while the functional graph is assembled."""
 
     def __init__(self, cfg: UNetConf):
@@ -216,7 +216,7 @@ def build_unet(cfg: UNetConf, input_shape: tuple[int, int, int], num_classes: in
     With valid padding, an input size at which a pooling floors an odd feature map or a skip
     connection would be cropped unevenly is a ConfigError naming the nearest valid sizes.
     """
-    b = _Builder(cfg)
+    b = UNetBuilder(cfg)
     name = cfg.name or "unet"
     check_valid_size(b, tuple(input_shape[:2]), name)
     try:
@@ -231,7 +231,7 @@ def build_unet(cfg: UNetConf, input_shape: tuple[int, int, int], num_classes: in
 
 
 def _assemble(
-    b: _Builder, cfg: UNetConf, input_shape: tuple[int, int, int], num_classes: int
+    b: UNetBuilder, cfg: UNetConf, input_shape: tuple[int, int, int], num_classes: int
 ) -> keras.Model:
     task = resolve_task(cfg.task)
     head = resolve_head(cfg.head, num_classes, task)

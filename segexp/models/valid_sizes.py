@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 from segexp.errors import ConfigError
 
 if TYPE_CHECKING:
-    from segexp.models.unet import _Builder
+    from segexp.models.unet import UNetBuilder
 
 
-def check_valid_size(b: _Builder, size: tuple[int, int], name: str) -> None:
+def check_valid_size(b: UNetBuilder, size: tuple[int, int], name: str) -> None:
     """Refuse an input size at which a valid-padding U-Net would shift masks against images."""
     if b.padding != "valid" and "valid" not in b.padding_overrides.values():
         return
@@ -29,7 +29,7 @@ def check_valid_size(b: _Builder, size: tuple[int, int], name: str) -> None:
 
 
 def _conv_size(
-    b: _Builder,
+    b: UNetBuilder,
     n: int,
     name: str,
     axis: int,
@@ -44,7 +44,7 @@ def _conv_size(
     return n - (k - 1) if valid else n
 
 
-def _up_size(b: _Builder, n: int, prefix: str, axis: int) -> int:
+def _up_size(b: UNetBuilder, n: int, prefix: str, axis: int) -> int:
     name, k, s = f"{prefix}_up", b.up_kernel_size, b.pool_size
     if b.upsampling == "transpose":
         return _conv_size(b, n, name, axis, k, transpose=True, strides=s)
@@ -53,7 +53,7 @@ def _up_size(b: _Builder, n: int, prefix: str, axis: int) -> int:
     return _conv_size(b, n, name, axis, k, transpose=True) * s
 
 
-def size_problem(b: _Builder, n: int, axis: int = 0) -> str | None:
+def size_problem(b: UNetBuilder, n: int, axis: int = 0) -> str | None:
     """Why input size ``n`` along ``axis`` misaligns the U-Net, or None when it fits."""
     size, skips = n, []
     for level in range(b.depth):
@@ -85,7 +85,9 @@ def size_problem(b: _Builder, n: int, axis: int = 0) -> str | None:
     return None
 
 
-def nearest_valid(b: _Builder, n: int, axis: int = 0, span: int = 1024) -> tuple[int | None, ...]:
+def nearest_valid(
+    b: UNetBuilder, n: int, axis: int = 0, span: int = 1024
+) -> tuple[int | None, ...]:
     """The closest valid sizes below and above ``n`` (None when none within ``span``)."""
     below = next(
         (m for m in range(n - 1, max(0, n - span), -1) if size_problem(b, m, axis) is None),

@@ -26,7 +26,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from segexp.config import CONF_DIR
+from segexp.config import CONF_DIR, override_key
 from segexp.errors import ConfigError, SegexpError, first_line
 from segexp.predict.contract import PROG, predict_mode
 from segexp.predict.schema import REQUIRED, PredictConfig
@@ -99,7 +99,7 @@ def compose(overrides: list[str]) -> DictConfig:
         except HydraException as err:
             cause = err.__cause__
             key = getattr(cause, "full_key", None)
-            given = [a for a in overrides if a.lstrip("+~").split("=", 1)[0] == key]
+            given = [a for a in overrides if override_key(a) == key]
             if cause is not None and given:
                 msg = f"{given[-1]}: {first_line(cause)}; see `{PROG} --help`"
             else:

@@ -21,6 +21,7 @@ import numpy as np
 
 from segexp.data.geometry import from_model_grid, to_model_grid
 from segexp.errors import ConfigError, DataError
+from segexp.models.heads import predictions_to_labels
 from segexp.predict.contract import predict_mode
 
 if TYPE_CHECKING:
@@ -212,11 +213,10 @@ class TiledPredictor:
         return acc[:h, :w] / wsum[:h, :w]
 
     def to_mask(self, probs: np.ndarray) -> np.ndarray:
-        """Class ids ``[H, W]``: threshold for a one-channel sigmoid head, else arg-max."""
-        if probs.shape[-1] == 1:
-            return (probs[..., 0] >= self.threshold).astype(np.uint8)
+        """Class ids ``[H, W]``: ``p > threshold`` for a one-channel sigmoid head, else arg-max
+        (:func:`segexp.models.heads.predictions_to_labels`, the metrics' rule)."""
         dtype = np.uint8 if probs.shape[-1] <= 256 else np.uint16
-        return np.argmax(probs, axis=-1).astype(dtype)
+        return predictions_to_labels(probs, self.head, self.threshold).astype(dtype)
 
     def class_probabilities(self, probs: np.ndarray) -> np.ndarray:
         """``[H, W, num_classes]`` probabilities (a one-channel sigmoid becomes [1 - p, p])."""

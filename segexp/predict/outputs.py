@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from segexp.data.decode import IMAGE_EXTENSIONS, convert_channels, read_image, read_raw
+from segexp.data.decode import (
+    IMAGE_EXTENSIONS,
+    convert_channels,
+    read_image,
+    read_raw,
+    to_model_input,
+)
 from segexp.errors import ConfigError, DataError, SegexpError, first_line
 from segexp.palette import OVERLAY_ALPHA, class_colours
 from segexp.predict.contract import NORMALIZATIONS, PROG
@@ -35,7 +41,7 @@ def model_input(
         image = convert_channels(raw, channels, str(path))
     else:
         raise ConfigError(f"normalization={normalization!r}: expected one of {NORMALIZATIONS}")
-    return image * np.float32(input_range) if float(input_range) != 1.0 else image
+    return to_model_input(image, input_range)
 
 
 def display_rgb(image: np.ndarray) -> np.ndarray:

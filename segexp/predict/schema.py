@@ -24,7 +24,7 @@ class PredictConfig:
     tta: bool = False  # average over flips (identity, horizontal, vertical, both)
     tile_overlap: float = 0.25  # < 1: fraction of the tile; >= 1: pixels
     blend: str = "gaussian"  # gaussian | mean
-    threshold: float = 0.5  # foreground threshold for a one-channel sigmoid head
+    threshold: float = 0.5  # one-channel sigmoid head: foreground where p > threshold
     batch_size: int = 8  # tiles per forward pass
     tracking_uri: str | None = None  # for runs:/ and models:/ (null: MLflow's default)
     mode: str = "auto"  # auto (as trained) | resize (whole image) | tile (sliding window)

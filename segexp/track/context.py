@@ -16,12 +16,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from segexp.config.keys import override_key
+
 STATE_FILE = "segexp_sweep.json"
-
-
-def override_key(override: str) -> str:
-    """``+model.dropout=0.1`` -> ``model.dropout``."""
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def slurm_job_id() -> str:

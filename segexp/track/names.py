@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 from omegaconf import DictConfig
 
-from segexp.track.context import SweepContext, override_key
+from segexp.config.keys import override_key
+from segexp.track.context import SweepContext
 
 
 def short_names(overrides: list[str]) -> list[str]:

@@ -36,9 +36,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from segexp.config import mask_secrets, redact
+from segexp.config import mask_secrets, override_key, redact
 from segexp.track import context as sweep_context
-from segexp.track.context import SweepContext, override_key, parent_tags
+from segexp.track.context import SweepContext, parent_tags
 from segexp.track.names import child_run_name, short_names
 from segexp.track.params import git_commit, log_tags, safe_tags
 from segexp.track.store import (

@@ -11,6 +11,7 @@ import numpy as np
 from mlflow import MlflowClient
 
 from segexp import track
+from segexp.data.decode import to_model_input
 from segexp.metrics import predictions_to_labels
 from segexp.plots import prediction_panel
 
@@ -153,7 +154,8 @@ class EpochLogger(keras.callbacks.Callback):
         run's title and the epoch ``step``."""
         # A direct call, not predict_on_batch: under a multi-worker strategy that would split
         # the few samples over the workers; the panel is one worker's business.
-        probs = np.asarray(self.model(self.sample_images * self.input_scale, training=False))
+        inputs = to_model_input(self.sample_images, self.input_scale)
+        probs = np.asarray(self.model(inputs, training=False))
         preds = probs if self.task == "reconstruction" else predictions_to_labels(probs, self.head)
         return prediction_panel(
             self.sample_images,

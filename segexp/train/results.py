@@ -15,6 +15,7 @@ from segexp import track
 from segexp.analysis import summarize_history
 from segexp.challenge import evaluate_split
 from segexp.config import input_spec
+from segexp.data.decode import to_model_input
 from segexp.data.source import DataSource
 from segexp.models import input_range, model_summary
 from segexp.plots import learning_curves, run_title
@@ -161,7 +162,7 @@ def _log_latent(model: keras.Model, source: DataSource, input_scale: float = 1.0
 
     encoder = keras.Model(model.inputs, latent.output)
     images = np.concatenate([x for x, _ in source.splits["val"].batch(256).as_numpy_iterator()])
-    codes = encoder.predict(images * input_scale, verbose=0).reshape(len(images), -1)
+    codes = encoder.predict(to_model_input(images, input_scale), verbose=0).reshape(len(images), -1)
     labels = source.labels["val"]
     fig, ax = plt.subplots(figsize=(6, 5))
     points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=6)

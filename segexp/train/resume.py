@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from segexp import track
-from segexp.config import MASK, mask_secrets, redact
+from segexp.config import MASK, mask_secrets, override_key, redact
 from segexp.errors import ConfigError
 from segexp.train.resume_files import (
     CONFIG_FILE,
@@ -140,7 +140,7 @@ def conflicts(cfg: DictConfig, saved: DictConfig, overrides: Iterable[str]) -> l
     old = _flat(OmegaConf.to_container(saved, resolve=True))
     prefixes: list[str] = []
     for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0].strip()
+        key = override_key(override).strip()
         if key.startswith(FREE_KEYS):
             continue
         prefixes.append("" if key == "experiment" else key)
@@ -172,7 +172,7 @@ def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Resume]:
             state = usable_state(folder, read_json(folder / STATE_FILE), spec)
     except ConfigError as err:
         uri = str(saved.tracking.uri) if saved is not None else str(cfg.tracking.uri)
-        explicit = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+        explicit = {override_key(o) for o in overrides}
         note_failed_resume(
             str(cfg.tracking.uri) if "tracking.uri" in explicit else uri, record, err
         )
@@ -190,7 +190,7 @@ def _merge(
             f"resume={spec}: the overrides change the saved config ({shown}); a resumed run "
             "keeps its config: drop these overrides or start a new run"
         )
-    explicit = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+    explicit = {override_key(o) for o in overrides}
     merged = saved.copy()
     OmegaConf.set_struct(merged, False)
     merged.resume = spec

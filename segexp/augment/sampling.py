@@ -1,53 +1,10 @@
-"""Shared helpers of the augmentation options: config parsing and per-sample randomness."""
+"""Per-sample randomness of the batched augmentation options: uniform, normal and coin draws
+hashed from each sample's seed, so a sample's draws do not depend on the batch it travels in."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import tensorflow as tf
 
-from segexp.config import to_dict
-from segexp.errors import ConfigError
-
-AugmentFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
-# One option on a batch: (images [B, H, W, C], masks [B, H, W, Cm], uint32 keys [B]).
-BatchFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
-_FILL_MODES = {"reflect": "REFLECT", "constant": "CONSTANT", "nearest": "NEAREST", "wrap": "WRAP"}
-
-
-def _to_dict(cfg: Any) -> dict[str, Any]:
-    return to_dict(cfg, "augmentation")
-
-
-def _number(value: Any, where: str, *, low: float = 0.0, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}={value!r}: expected a number")
-    if value < low or (high is not None and value > high):
-        upper = "" if high is None else f" and <= {high}"
-        raise ConfigError(f"{where}={value!r}: expected a number >= {low}{upper}")
-    return float(value)
-
-
-def _range(value: Any, where: str, *, centre: float) -> tuple[float, float]:
-    """``x -> [centre - x, centre + x]``; ``[lo, hi]`` as given (both > 0)."""
-    if isinstance(value, list | tuple):
-        if len(value) != 2:
-            raise ConfigError(f"{where}={value!r}: expected a number or [low, high]")
-        lo, hi = (_number(v, where) for v in value)
-    else:
-        x = _number(value, where)
-        lo, hi = centre - x, centre + x
-    if not 0 < lo <= hi:
-        raise ConfigError(f"{where}={value!r}: expected 0 < low <= high")
-    return lo, hi
-
-
-def _probability(value: Any, where: str) -> float:
-    return _number(value, where, low=0.0, high=1.0)
-
-
-# ------------------------------------------------------------------ per-sample counter hashing
 # TensorFlow's stateless random ops take one seed per op and do not vectorise over a batch of
 # seeds, so a batch's per-sample draws come from a counter-based hash of each sample's seed
 # (MurmurHash3's 32-bit finaliser): sample b's numbers depend on seeds[b] alone, never on the
