@@ -176,11 +176,12 @@ def test_early_stopping_best_weights_survive_a_restart(tmp_path):
     import keras
     import numpy as np
 
+    from segexp.callbacks import EarlyStopping
     from segexp.train.checkpoint import ResumeCheckpoint
     from segexp.train.resume_files import STATE_FILE, resume_dir
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    es = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
+    es = EarlyStopping(patience=3, restore_best_weights=True)
     es.set_model(model)
     best = [np.full(w.shape, 7.0, np.float32) for w in model.get_weights()]
     es.best_weights, es.best, es.wait = best, 0.25, 1
@@ -189,7 +190,7 @@ def test_early_stopping_best_weights_survive_a_restart(tmp_path):
     ckpt.on_epoch_end(0, {"loss": 1.0, "val_loss": 0.25})
 
     state = json.loads((resume_dir(tmp_path) / STATE_FILE).read_text())
-    fresh = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
+    fresh = EarlyStopping(patience=3, restore_best_weights=True)
     fresh.set_model(model)
     fresh.on_train_begin()  # Keras resets best_weights here
     restored = ResumeCheckpoint(tmp_path, "r" * 32, watch=[fresh], state=state)
