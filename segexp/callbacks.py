@@ -27,6 +27,9 @@ Order of the returned list matters: Keras calls ``on_epoch_end`` in list order w
 checkpoint/early-stopping callbacks and any tracking callbacks appended after this list (Keras
 appends History and the progress bar after user callbacks, so they see ``lr`` too). ``lr`` is the
 learning rate at the end of the epoch, before a ReduceLROnPlateau reduction at that epoch.
+
+``EarlyStopping``, ``ReduceLROnPlateau`` and ``ModelCheckpoint`` are Keras', each owning its
+resume state (segexp/train/checkpoint.py ``Resumable``); Keras' class names key it in state.json.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from segexp.config import to_dict, typed
 from segexp.config.schema.run import CheckpointConf, EarlyStoppingConf, TrainerConf
@@ -196,6 +200,67 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["lr"] = current_learning_rate(self.model.optimizer)
 
 
+class _OwnState(keras.callbacks.Callback):
+    """The resume state protocol (segexp/train/checkpoint.py ``Resumable``) for a Keras callback:
+    :meth:`state` hands over its numeric ``COUNTERS``; :meth:`restore` sets them at once and,
+    before a fit, again at the end of the callback's own ``on_train_begin``, where Keras resets
+    them, so they survive whatever the order of the callbacks."""
+
+    COUNTERS: tuple[str, ...] = ()
+    _restored: dict[str, Any] | None = None  # to set again after the reset
+    _fitting = False
+
+    def state(self) -> dict[str, Any]:
+        saved = {}
+        for name in self.COUNTERS:
+            value = getattr(self, name, None)  # Keras leaves ``best`` None until a first value
+            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+                saved[name] = value.item() if isinstance(value, np.number) else value
+        return saved
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._keep({k: v for k, v in state.items() if k in self.COUNTERS})
+
+    def _keep(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            setattr(self, name, value)
+        if not self._fitting:
+            self._restored = {**(self._restored or {}), **values}
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        for name, value in (self._restored or {}).items():
+            setattr(self, name, value)
+        self._restored, self._fitting = None, True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        super().on_train_end(logs)
+        self._fitting = False
+
+
+class ReduceLROnPlateau(_OwnState, keras.callbacks.ReduceLROnPlateau):
+    COUNTERS = ("wait", "best", "cooldown_counter")
+
+
+class EarlyStopping(_OwnState, keras.callbacks.EarlyStopping):
+    """With ``restore_best_weights``, its in-memory best weights are its ``ResumableArrays``."""
+
+    COUNTERS = ("wait", "best", "best_epoch", "stopped_epoch")
+
+    def arrays(self) -> list[np.ndarray] | None:
+        if not self.restore_best_weights or self.best_weights is None:
+            return None
+        return list(self.best_weights)
+
+    def restore_arrays(self, arrays: list[np.ndarray]) -> None:
+        if self.restore_best_weights:
+            self._keep({"best_weights": list(arrays)})
+
+
+class ModelCheckpoint(_OwnState, keras.callbacks.ModelCheckpoint):
+    COUNTERS = ("best",)
+
+
 def build_callbacks(
     trainer_cfg: Any, opt_cfg: Any, *, output_dir: Path | str
 ) -> list[keras.callbacks.Callback]:
@@ -222,7 +287,7 @@ def build_callbacks(
     sched = schedule_config(opt_cfg)
     if sched["name"] == "plateau":
         callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
+            ReduceLROnPlateau(
                 monitor=sched["monitor"],
                 mode=resolve_mode(sched["monitor"], sched["mode"]),
                 factor=float(sched["factor"]),
@@ -237,7 +302,7 @@ def build_callbacks(
     es = _section(trainer, "early_stopping")
     if es["enabled"]:
         callbacks.append(
-            keras.callbacks.EarlyStopping(
+            EarlyStopping(
                 monitor=es["monitor"],
                 mode=resolve_mode(es["monitor"], es["mode"]),
                 patience=int(es["patience"]),
@@ -250,7 +315,7 @@ def build_callbacks(
 
     if best_path is not None:
         callbacks.append(
-            keras.callbacks.ModelCheckpoint(
+            ModelCheckpoint(
                 str(best_path),
                 monitor=ck["monitor"],
                 mode=resolve_mode(ck["monitor"], ck["mode"]),

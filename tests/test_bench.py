@@ -132,6 +132,32 @@ def test_peaks_and_memory_readings_are_positive():
     assert measure.peak_rss_mb() >= measure.rss_mb() * 0.5
 
 
+def test_baseline_timer_is_the_training_timer_plus_validation(monkeypatch):
+    """The baselines' images/s is segexp-train's ``train_images_per_sec``: the images of the
+    epochs after the first over their training time (validation excluded)."""
+    import time
+
+    from segexp.bench.timing import make_timer
+    from segexp.train.epoch_logger import EpochTimer
+
+    # Per epoch: begin, training ends (validation begins), validation ends, epoch ends.
+    clock = iter([0.0, 4.0, 4.0, 5.0, 6.0, 10.0, 12.0, 12.0, 13.0, 13.5])
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    timer = make_timer(images_per_epoch=10, batch_size=4)
+    assert isinstance(timer, EpochTimer)
+    for epoch, loss in enumerate([0.9, 0.7]):
+        timer.on_epoch_begin(epoch)
+        for batch in range(3):  # 4 + 4 + a last batch of 2
+            timer.on_train_batch_end(batch)
+        timer.on_test_begin()
+        timer.on_test_end()
+        timer.on_epoch_end(epoch, {"loss": loss})
+    assert timer.epoch_train_seconds == [4.0, 2.0] and timer.val_seconds == [1.0, 1.0]
+    assert timer.epoch_seconds == [6.0, 3.5] and timer.epoch_images == [10, 10]
+    assert timer.batches == [3, 3] and timer.losses == [0.9, 0.7]
+    assert timer.images_per_second() == pytest.approx(5.0)  # 10 images in 2 s, epoch 2
+
+
 def _check_report(report: dict, text: str, scenarios: list[str], rounds: int = 2) -> None:
     rows = _table(text, "| augmentation | round | variant |")
     variants = [(r[0], int(r[1]), r[2]) for r in rows]

@@ -176,11 +176,12 @@ def test_early_stopping_best_weights_survive_a_restart(tmp_path):
     import keras
     import numpy as np
 
+    from segexp.callbacks import EarlyStopping
     from segexp.train.checkpoint import ResumeCheckpoint
     from segexp.train.resume_files import STATE_FILE, resume_dir
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    es = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
+    es = EarlyStopping(patience=3, restore_best_weights=True)
     es.set_model(model)
     best = [np.full(w.shape, 7.0, np.float32) for w in model.get_weights()]
     es.best_weights, es.best, es.wait = best, 0.25, 1
@@ -189,7 +190,7 @@ def test_early_stopping_best_weights_survive_a_restart(tmp_path):
     ckpt.on_epoch_end(0, {"loss": 1.0, "val_loss": 0.25})
 
     state = json.loads((resume_dir(tmp_path) / STATE_FILE).read_text())
-    fresh = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
+    fresh = EarlyStopping(patience=3, restore_best_weights=True)
     fresh.set_model(model)
     fresh.on_train_begin()  # Keras resets best_weights here
     restored = ResumeCheckpoint(tmp_path, "r" * 32, watch=[fresh], state=state)
@@ -279,6 +280,64 @@ def test_deterministic_resume_with_dropout_matches_an_uninterrupted_run(
     ref_client, ref = only_run(ref_uri)
     assert run.info.status == "FINISHED"
     for key in ("loss", "val_loss", "val_accuracy"):
+        assert steps_of(client, run.info.run_id, key) == [1, 2, 3, 4], key
+        assert history(client, run.info.run_id, key) == history(ref_client, ref.info.run_id, key)
+
+
+@pytest.mark.slow
+def test_resume_keeps_early_stopping_and_plateau_counters(tmp_path, compose, monkeypatch):
+    """Interrupted after epoch 2, a run with early stopping and a plateau schedule stops at the
+    epoch and with the learning rates of an uninterrupted run: both callbacks' counters (no
+    improvement since epoch 1) survive the resume. Without them the resumed run would count
+    epoch 3 as an improvement: no reduction after it, and no stop after epoch 4."""
+    import segexp.train.epoch_logger as epoch_logger
+    from segexp.train.lifecycle import train
+
+    settings = [
+        *TINY,
+        "trainer.epochs=6",
+        "trainer.deterministic=true",
+        "trainer.early_stopping.enabled=true",
+        "trainer.early_stopping.patience=3",
+        "trainer.early_stopping.min_delta=1e9",  # never an improvement after the first epoch
+        "optimizer.schedule.name=plateau",
+        "+optimizer.schedule.patience=1",
+        "+optimizer.schedule.factor=0.5",
+        "+optimizer.schedule.min_delta=1e9",
+        "tracking.log_model=false",
+        "trainer.evaluate_test=false",
+    ]
+    (tmp_path / "ref").mkdir()
+    monkeypatch.chdir(tmp_path / "ref")
+    ref_uri = f"sqlite:///{tmp_path}/ref.db"
+    train(compose([*settings, f"tracking.uri={ref_uri}"]))
+
+    real = epoch_logger.track.log_metrics
+
+    def interrupted(client, run_id, metrics, step=None):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real(client, run_id, metrics, step=step)
+
+    uri, out = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    with monkeypatch.context() as patch:
+        patch.setattr(epoch_logger.track, "log_metrics", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train(compose([*settings, f"tracking.uri={uri}"]))
+    state = json.loads((out / "checkpoints/resume/state.json").read_text())
+    assert state["epoch"] == 2
+    assert (out / "checkpoints/resume/early_stopping_best.npz").is_file()
+    train(compose([*settings, f"tracking.uri={uri}", f"resume={out}"]))
+
+    client, run = only_run(uri)
+    ref_client, ref = only_run(ref_uri)
+    assert run.info.status == "FINISHED"
+    assert steps_of(ref_client, ref.info.run_id, "loss") == [1, 2, 3, 4]  # stopped early
+    lrs = history(ref_client, ref.info.run_id, "lr")
+    assert lrs == pytest.approx([1e-3, 1e-3, 5e-4, 2.5e-4])  # halved after epochs 2 and 3
+    for key in ("loss", "val_loss", "lr"):
         assert steps_of(client, run.info.run_id, key) == [1, 2, 3, 4], key
         assert history(client, run.info.run_id, key) == history(ref_client, ref.info.run_id, key)
 

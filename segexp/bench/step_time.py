@@ -29,7 +29,7 @@ def _step_seconds(bench: Any, shared: bool) -> float:
         ),
         jit_compile=bench.options.jit_compile,
     )
-    timer = make_timer(bench.n_train)
+    timer = make_timer(bench.n_train, bench.batch_size)
     model.fit(
         **fit,
         batch_size=bench.batch_size,
@@ -38,7 +38,7 @@ def _step_seconds(bench: Any, shared: bool) -> float:
         shuffle=True,
         verbose=0,
     )
-    return median(timer.train_seconds[bench.warmup :]) / bench.steps
+    return median(timer.epoch_train_seconds[bench.warmup :]) / bench.steps
 
 
 def metric_step_times(bench: Any, rounds: int) -> list[dict[str, Any]]:

@@ -105,7 +105,7 @@ class Bench:
         """(b) plain ``model.fit`` on in-memory NumPy arrays, shuffled by Keras."""
         model, val, fit = self.keras_tensors()
         reset_peak_rss()
-        timer = make_timer(self.n_train)
+        timer = make_timer(self.n_train, self.batch_size)
         model.fit(
             **fit,
             batch_size=self.batch_size,
@@ -170,7 +170,7 @@ class Bench:
             return None
         model, val, _ = self.keras_tensors()
         reset_peak_rss()
-        timer = make_timer(self.n_train)
+        timer = make_timer(self.n_train, self.batch_size)
         model.fit(
             data,
             validation_data=val if self.validation else None,
@@ -193,7 +193,7 @@ class Bench:
             steps=self.steps,
             epoch_seconds=median(timer.epoch_seconds[w:]),
             val_seconds=median(timer.val_seconds[w:]),
-            images_per_sec=timer.images_per_sec(),
+            images_per_sec=timer.images_per_second(),
             peak_rss_mb=peak,
             final_loss=timer.losses[-1],
             **kw,

@@ -10,6 +10,10 @@ Layout, in the run's output directory::
                                          dropout seed generators) and optimizer variable
                                          (iterations, learning rate, moments) after epoch NNNNN
 
+Each watched callback owns its state (:class:`Resumable`): the checkpoint saves what its
+``state()`` hands over, with every epoch, and hands it back with ``restore()`` before ``model.fit``
+starts; EarlyStopping's best weights (:class:`ResumableArrays`) go to ``early_stopping_best.npz``.
+
 Order at the end of every epoch (:class:`ResumeCheckpoint` comes before ``EpochLogger`` in the
 callback list, see segexp/train/fit.py):
 1. the variables are written to a new ``epoch-NNNNN.npz``, then ``state.json`` is replaced
@@ -39,7 +43,7 @@ import signal
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import keras
 import numpy as np
@@ -56,10 +60,34 @@ from segexp.train.resume_files import (
 if TYPE_CHECKING:
     from segexp.train.resume import Resume
 
-# Keras callbacks have no state API: the counters of ReduceLROnPlateau, EarlyStopping and
-# ModelCheckpoint that must survive a restart are read and set as their instance attributes.
-CALLBACK_ATTRS = ("wait", "best", "cooldown_counter", "best_epoch", "stopped_epoch")
 FAULT_ENV = "SEGEXP_FAULT"
+
+
+@runtime_checkable
+class Resumable(Protocol):
+    """A callback whose state survives a restart: it owns that state, the checkpoint only keeps it.
+
+    ``state()``: a JSON-serialisable dict, saved with every epoch. ``restore(state)``: that dict
+    back, on resume, before ``model.fit`` starts. A callback that resets itself in
+    ``on_train_begin`` (Keras' do) applies the restored values again at the end of its own
+    ``on_train_begin``, so they survive the reset whatever the order of the callbacks. Implemented
+    by ``EpochTimer``, ``EpochLogger`` and the Keras callbacks of segexp/callbacks.py.
+    """
+
+    def state(self) -> dict[str, Any]: ...
+
+    def restore(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class ResumableArrays(Protocol):
+    """A callback that also holds arrays in memory (EarlyStopping's best weights, at most one
+    watched callback): ``arrays()`` (None: nothing to keep) is written with every epoch, and
+    ``restore_arrays()`` takes it back on resume, under :class:`Resumable`'s rule."""
+
+    def arrays(self) -> list[np.ndarray] | None: ...
+
+    def restore_arrays(self, arrays: list[np.ndarray]) -> None: ...
 
 
 def fault_point(name: str) -> None:
@@ -127,11 +155,10 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     """Saves the resume state at the end of every epoch (see the module docstring); a NaN or
     infinite loss raises ``NaNLossError`` before that epoch is saved or logged.
 
-    ``watch``: the callbacks whose state is saved with each epoch and restored on resume: Keras
-    callbacks by their counters (:data:`CALLBACK_ATTRS`), segexp's (``EpochTimer``,
-    ``EpochLogger``) by their ``state()`` / ``restore()``. Put it after the Keras callbacks in
-    ``watch`` (their counters are restored in ``on_train_begin``, after their own reset) and
-    before the ``EpochLogger``.
+    ``watch``: the callbacks whose :class:`Resumable` state (and :class:`ResumableArrays`
+    arrays) is saved with each epoch; given a ``state`` to resume from, the constructor hands it
+    back to them. In ``state.json`` each one's state is keyed ``"<position in watch>:<class
+    name>"``; callbacks without a state are skipped.
     """
 
     def __init__(
@@ -148,6 +175,10 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         self.folder = resume_dir(output_dir)
         self.run_id = run_id
         self.watch = list(watch)
+        holders = [cb for cb in self.watch if isinstance(cb, ResumableArrays)]
+        if len(holders) > 1:
+            raise ValueError(f"ResumeCheckpoint: more than one callback holds arrays: {holders}")
+        self._arrays_holder = holders[0] if holders else None
         self.restored = state
         state = state or {}
         self.epoch = int(state.get("epoch", 0))
@@ -156,13 +187,12 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             k: [float(v) for v in vals] for k, vals in state.get("history", {}).items()
         }
         self._current = self.epoch
+        if state:
+            self._hand_back(state)
 
     # -- Keras hooks -------------------------------------------------------------------------
     def on_train_begin(self, logs: dict | None = None) -> None:
-        if self.restored:
-            self._restore_watched(self.restored)
-            self._restore_best_weights()
-        else:
+        if not self.restored:
             self.save()
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -194,51 +224,37 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         return f"{i}:{type(cb).__name__}"
 
     def callback_state(self) -> dict[str, dict[str, Any]]:
-        saved: dict[str, dict[str, Any]] = {}
-        for i, cb in enumerate(self.watch):
-            if hasattr(cb, "state"):  # segexp's own callbacks
-                saved[self._key(i, cb)] = cb.state()
-                continue
-            attrs = {}
-            for attr in CALLBACK_ATTRS:
-                value = getattr(cb, attr, None)
-                if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-                    attrs[attr] = value.item() if isinstance(value, np.number) else value
-            saved[self._key(i, cb)] = attrs
-        return saved
+        """What each :class:`Resumable` watched callback hands over, by :meth:`_key`."""
+        return {
+            self._key(i, cb): cb.state()
+            for i, cb in enumerate(self.watch)
+            if isinstance(cb, Resumable)
+        }
 
-    def _restore_watched(self, state: dict[str, Any]) -> None:
+    def _hand_back(self, state: dict[str, Any]) -> None:
+        """Give each watched callback its saved state (and arrays) back."""
         saved = state.get("callbacks", {})
         for i, cb in enumerate(self.watch):
-            values = saved.get(self._key(i, cb), {})
-            if hasattr(cb, "restore"):
-                cb.restore(values)
-                continue
-            for attr, value in values.items():
-                setattr(cb, attr, value)
-
-    def _early_stopping(self) -> Any:
-        return next(
-            (cb for cb in self.watch if isinstance(cb, keras.callbacks.EarlyStopping)), None
-        )
-
-    def _restore_best_weights(self) -> None:
-        """EarlyStopping(restore_best_weights) keeps its best weights in memory; bring them
-        back so a resumed run ends on the same weights as an uninterrupted one."""
-        es, path = self._early_stopping(), self.folder / BEST_WEIGHTS_FILE
-        if es is not None and es.restore_best_weights and path.is_file():
-            with np.load(path) as saved:
-                es.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
+            key = self._key(i, cb)
+            if isinstance(cb, Resumable) and key in saved:
+                cb.restore(saved[key])
+        path = self.folder / BEST_WEIGHTS_FILE
+        if self._arrays_holder is not None and path.is_file():
+            with np.load(path) as arrays:
+                self._arrays_holder.restore_arrays(
+                    [arrays[f"w{i}"] for i in range(len(arrays.files))]
+                )
 
     def save(self) -> Path:
         """Write model + optimizer variables, then ``state.json`` (atomically), then clean up."""
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"epoch-{self.epoch:05d}.npz"
         save_variables(self.model, self.folder / name)
-        es = self._early_stopping()
-        if es is not None and es.restore_best_weights and es.best_weights is not None:
-            best = {f"w{i}": w for i, w in enumerate(es.best_weights)}
-            savez_atomic(self.folder / BEST_WEIGHTS_FILE, best)
+        arrays = self._arrays_holder.arrays() if self._arrays_holder is not None else None
+        if arrays is not None:
+            savez_atomic(
+                self.folder / BEST_WEIGHTS_FILE, {f"w{i}": a for i, a in enumerate(arrays)}
+            )
         state = {
             "run_id": self.run_id,
             "epoch": self.epoch,

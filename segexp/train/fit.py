@@ -41,17 +41,19 @@ def fit(
     model, source, state = built.model, built.source, resume.state if resume else None
     epochs = int(cfg.trainer.epochs)
     # The callback list, in the order Keras calls each hook (one shared ``logs`` dict):
-    # 1. The configured Keras callbacks (learning-rate logger first, then NaN stop, plateau,
-    #    early stopping, model checkpoints; see segexp/callbacks.py for their own order).
+    # 1. the configured callbacks, those enabled in segexp/callbacks.py's order: learning-rate
+    #    logger, last checkpoint, NaN stop, plateau, early stopping, best checkpoint;
+    # 2. the epoch timer: its epoch ends after theirs and before the checkpoint is written
+    #    (checkpointing and MLflow logging are not training time);
+    # 3. the resume checkpoint: saves each epoch with the state of all the others, and hands
+    #    that state back on resume before training starts;
+    # 4. the MLflow logger, last: it logs an epoch only once the checkpoint holds it.
     configured = build_callbacks(cfg.trainer, cfg.optimizer, output_dir=run.output_dir)
-    # 2. The epoch timer: its epoch ends after the configured callbacks' and before the
-    #    checkpoint is written (checkpointing and MLflow logging are not training time).
     timer = EpochTimer(
         batch_size=built.gpu.batch_size,
         # One pass over the training split per epoch unless steps_per_epoch says otherwise.
         images_per_epoch=None if cfg.trainer.get("steps_per_epoch") else source.sizes["train"],
     )
-    # 4. The MLflow logger, last: it logs an epoch only once the checkpoint holds it.
     logger = EpochLogger(
         run.client,
         run.run_id,
@@ -68,7 +70,6 @@ def fit(
         # After a fall-back to the previous checkpoint: epochs the run already logged.
         logged_through=int((state or {}).get("redo_through", 0)),
     )
-    # 3. The resume checkpoint: saves the epoch with the state of all of the above.
     ckpt = ResumeCheckpoint(
         run.output_dir,
         run.run_id,
