@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from segexp.config.schema.augment import AUGMENTATIONS, BLOCKS
+from segexp.config.schema.bench import BenchConf
 from segexp.config.schema.dataset import DATASETS
 from segexp.config.schema.loss import LOSSES
 from segexp.config.schema.model import MODELS
@@ -39,7 +40,8 @@ __all__ = ["BLOCKS", "SCHEDULES", "SCHEMAS", "load_preset", "preset_schema", "re
 
 def register() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent). The top-level schema
-    (``schema_train``) stays open so that commands and experiments add their own sections."""
+    (``schema_train``) stays open so that commands and experiments add their own sections
+    (``schema_preview``, ``schema_bench``: segexp-preview's and segexp-bench's)."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
@@ -51,6 +53,7 @@ def register() -> None:
     OmegaConf.set_struct(top, False)
     store.store(name="schema_train", node=top)
     store.store(name="schema_preview", node=PreviewConf)
+    store.store(name="schema_bench", node=BenchConf)
 
 
 def _expected(hint: Any) -> str:
