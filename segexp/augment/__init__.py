@@ -38,6 +38,7 @@ from segexp.augment.geometric import (
 )
 from segexp.augment.warp import Warp, apply_warps, group_warps, resample
 from segexp.config import typed
+from segexp.config.schema import option_name
 from segexp.config.schema.augment import BLOCKS, UNetPaperConf
 from segexp.errors import ConfigError
 
@@ -126,7 +127,7 @@ def build_augment(aug_cfg: Any) -> Augment | None:
     mapping of that option's keys; a missing or null block is skipped).
     """
     cfg = _to_dict(aug_cfg)
-    name = str(cfg.get("name", "none")).lower()
+    name = option_name(cfg, "augmentation")
     if name in ("none", "null"):
         return None
     if name in _BUILDERS:

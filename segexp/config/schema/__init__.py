@@ -35,7 +35,16 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "tracking": {"mlflow": TrackingConf},
 }
 
-__all__ = ["BLOCKS", "SCHEDULES", "SCHEMAS", "load_preset", "preset_schema", "register", "typed"]
+__all__ = [
+    "BLOCKS",
+    "SCHEDULES",
+    "SCHEMAS",
+    "load_preset",
+    "option_name",
+    "preset_schema",
+    "register",
+    "typed",
+]
 
 
 def register() -> None:
@@ -112,6 +121,17 @@ def typed(cfg: Any, schema: type[T], where: str) -> T:
             hint = hints.get(part)
         expected = _expected(hint) if key and hint is not None else str(err).splitlines()[0]
         raise ConfigError(f"{where.split('(')[0]}.{key}={value!r}: expected {expected}") from None
+
+
+def option_name(section: Mapping[str, Any], group: str) -> str:
+    """The option a plain ``group`` section names (its ``name``, lower case); a one-line
+    ``ConfigError`` when it names none: a composed section always does (Hydra's choice)."""
+    from segexp.errors import ConfigError
+
+    name = section.get("name")
+    if name is None:
+        raise ConfigError(f"{group}.name is not set; expected one of {sorted(SCHEMAS[group])}")
+    return str(name).lower()
 
 
 def preset_schema(group: str, preset: Mapping[str, Any], where: str = "") -> type:
