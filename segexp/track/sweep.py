@@ -106,7 +106,7 @@ def _sweep_tags(
             OmegaConf.select(config, "hydra.sweeper.direction", default="minimize")
         ),
         "git_commit": git_commit(),
-        **parent_tags(config),
+        **parent_tags(),
     }
     claim = OmegaConf.select(config, "claim", default=None)
     if claim is not None:

@@ -76,7 +76,7 @@ def train(cfg: DictConfig) -> float | None:
         "hydra_overrides": " ".join(overrides),
         "git_commit": track.git_commit(),
         "output_dir": str(output_dir),
-        **parent_tags(cfg),
+        **parent_tags(),
         **OmegaConf.to_container(cfg.tracking.tags, resolve=True),
     }
     # A non-chief worker opens a fresh run in its private sandbox store.
