@@ -1,14 +1,8 @@
 """Training callbacks built from the ``trainer`` config (and the optimizer's plateau schedule).
 
-Trainer keys (all optional):
-
-```yaml
-evaluate_weights: best
-early_stopping: {enabled: false, monitor: val_loss, mode: auto, patience: 5, min_delta: 0.0,
-                 restore_best_weights: auto, start_from_epoch: 0}
-checkpoint: {best: true, last: true, monitor: val_loss, mode: auto, format: keras}
-terminate_on_nan: true
-```
+Trainer keys ``evaluate_weights``, ``early_stopping``, ``checkpoint`` and ``terminate_on_nan``
+(optional here: a partial section takes the rest from the schema): their types and defaults are
+in segexp/config/schema/run.py (``TrainerConf``, ``EarlyStoppingConf``, ``CheckpointConf``).
 
 ``evaluate_weights``: the weights behind the test evaluation and the logged model, ``best`` (the
 epoch where ``checkpoint.monitor`` was best, read back from the best checkpoint, which therefore

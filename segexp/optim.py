@@ -27,6 +27,7 @@ from typing import Any
 import keras
 
 from segexp.config import closest, to_dict, typed
+from segexp.config.schema import option_name
 from segexp.config.schema.optim import OPTIMIZERS, SCHEDULES, OptimizerConf
 from segexp.config.targets import keyword_names, target_callable
 from segexp.errors import ConfigError
@@ -45,14 +46,14 @@ def _positive(value: Any, where: str, *, allow_zero: bool = False) -> float:
 
 
 def schedule_config(opt_cfg: Any) -> dict[str, Any]:
-    """The validated ``optimizer.schedule`` mapping with defaults filled in (``name`` included)."""
+    """The validated ``optimizer.schedule`` mapping with defaults filled in (``name`` included).
+    A partial or missing schedule is merged onto the schema's (``OptimizerConf.schedule``)."""
     sched = _to_dict(opt_cfg).get("schedule")
-    if sched is None:
-        return {"name": "constant"}
     if isinstance(sched, str):
         sched = {"name": sched}
-    sched = _to_dict(sched)
-    name = str(sched.get("name", "constant")).lower()
+    default = next(f for f in fields(OptimizerConf) if f.name == "schedule").default_factory()
+    sched = {**default, **_to_dict(sched)}
+    name = str(sched["name"]).lower()
     if name not in SCHEDULES:
         raise ConfigError(f"optimizer.schedule.name={name!r}: expected one of {sorted(SCHEDULES)}")
     out = asdict(typed(sched, SCHEDULES[name], f"optimizer.schedule({name})"))
@@ -173,7 +174,7 @@ def build_optimizer(
     """The Keras optimizer ``opt_cfg._target_`` names (by default the class of option
     ``opt_cfg.name``) with its schedule, weight decay and clipping."""
     cfg = _to_dict(opt_cfg)
-    name = str(cfg.get("name", "adam")).lower()
+    name = option_name(cfg, "optimizer")
     if name not in OPTIMIZERS:
         raise ConfigError(f"optimizer.name={name!r}: expected one of {sorted(OPTIMIZERS)}")
     target = str(cfg.get("_target_") or OPTIMIZERS[name]._target_)

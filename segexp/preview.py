@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import segexp
 from segexp.config import input_spec
@@ -132,33 +132,30 @@ def input_geometry(cfg: DictConfig) -> tuple[tuple[int, int], int]:
 
 def build_preview_augment(cfg: DictConfig) -> Callable | None:
     """The configured augmentation, or None (``augmentation=none`` or not available)."""
-    aug_cfg = OmegaConf.select(cfg, "augmentation")
-    if aug_cfg is None or str(aug_cfg.get("name", "none")) == "none":
+    if str(cfg.augmentation.name) == "none":
         return None
     from segexp.augment import build_augment
 
-    return build_augment(aug_cfg)
+    return build_augment(cfg.augmentation)
 
 
 def preview(cfg: DictConfig) -> Path:
     """Load the configured dataset and write the preview grid; returns its path."""
     from segexp.data import load_source
 
-    n = int(OmegaConf.select(cfg, "preview.n", default=8))
-    split = str(OmegaConf.select(cfg, "preview.split", default="train"))
-    out = OmegaConf.select(cfg, "preview.out", default=None) or _default_out()
-    use_aug = bool(OmegaConf.select(cfg, "preview.augment", default=True))
-    seed = OmegaConf.select(cfg, "preview.seed", default=None)
-    seed = int(OmegaConf.select(cfg, "seed", default=0) if seed is None else seed)
+    settings = cfg.preview
+    n, split = int(settings.n), str(settings.split)
+    out = settings.out or _default_out()
+    seed = int(cfg.seed if settings.seed is None else settings.seed)
     image_size, channels = input_geometry(cfg)
     source = load_source(cfg.dataset, image_size, channels, seed)
     if split not in source.splits:
         from segexp.errors import ConfigError
 
         raise ConfigError(f"preview.split={split!r}: expected one of {sorted(source.splits)}")
-    augment = build_preview_augment(cfg) if use_aug and split == "train" else None
+    augment = build_preview_augment(cfg) if settings.augment and split == "train" else None
     labels = source.labels.get(split) if source.labels else None
-    aug_name = OmegaConf.select(cfg, "augmentation.name", default="none") if augment else "none"
+    aug_name = cfg.augmentation.name if augment else "none"
     title = (
         f"{source.name}: {split} split, {source.sizes.get(split, 0)} samples, "
         f"augmentation {aug_name}"
@@ -195,10 +192,10 @@ def _app(cfg: DictConfig) -> None:
 
     folder = Path(HydraConfig.get().runtime.output_dir)
     try:
-        import_tensorflow(bool(cfg.get("verbose", False)))
+        import_tensorflow(bool(cfg.verbose))
         path = preview(cfg)
     except SegexpError as err:
-        if OmegaConf.select(cfg, "preview.traceback", default=False):
+        if cfg.preview.traceback:
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

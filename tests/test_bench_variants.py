@@ -62,6 +62,7 @@ def _report(rows: list[dict]) -> dict:
         "images": 16,
         "warmup": 1,
         "epochs": 1,
+        "rounds": 1,
         "precision": "float32",
         "jit": "auto",
         "distribute": "none",

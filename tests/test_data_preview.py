@@ -83,3 +83,49 @@ def test_cli_error_is_one_line(tmp_path):
     assert len(err) == 1 and "absent does not exist" in err[0] and "ISBI 2012" in err[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "outputs").exists() and not list(tmp_path.glob("*.log"))
+
+
+def test_preview_takes_its_defaults_and_the_run_seed_from_the_schema(monkeypatch, tmp_path):
+    """No preview.* given: n, split and augment are PreviewConf's, the seed the run's (TopConf)."""
+    from types import SimpleNamespace
+
+    import segexp.data
+    from segexp.config.schema.run import PreviewConf, TopConf
+
+    seen = {}
+    source = SimpleNamespace(
+        name="fake",
+        splits={"train": "train split"},
+        labels=None,
+        sizes={"train": 3},
+        class_names=["bg", "fg"],
+        ignore_value=None,
+    )
+
+    def fake_load(dataset_cfg, image_size, channels, seed):
+        seen["load_seed"] = seed
+        return source
+
+    def fake_render(ds, class_names, n, out, **kw):
+        seen.update(split=ds, n=n, seed=kw["seed"], augment=kw["augment"])
+        return out
+
+    monkeypatch.setattr(segexp.data, "load_source", fake_load)
+    monkeypatch.setattr(preview, "render_preview", fake_render)
+    monkeypatch.setattr(preview, "build_preview_augment", lambda cfg: "flip")
+    with initialize_config_dir(config_dir=preview.CONF_DIR, version_base=None):
+        cfg = compose("preview", overrides=["augmentation=flip", f"preview.out={tmp_path}/p.png"])
+    preview.preview(cfg)
+    assert seen == {
+        "load_seed": TopConf.seed,
+        "split": "train split",
+        "n": PreviewConf.n,
+        "seed": TopConf.seed,
+        "augment": "flip",
+    }
+    assert (TopConf.seed, PreviewConf.n, PreviewConf.split, PreviewConf.augment) == (
+        42,
+        8,
+        "train",
+        True,
+    )

@@ -189,3 +189,14 @@ def test_cli_startup_imports_no_tensorflow(args):
     size, heavy = out.stdout.split()
     assert int(size) > 100  # help / config was printed
     assert heavy == "-"
+
+
+def test_a_partial_trainer_section_takes_the_schema_defaults(compose):
+    """batch_size 8 and scale_batch_size true come from TrainerConf, as in a composed config."""
+    from segexp.config.schema.run import TrainerConf
+
+    assert devices.global_batch_size({}, 2) == TrainerConf.batch_size * 2 == 16
+    assert devices.global_batch_size({"scale_batch_size": False}, 2) == TrainerConf.batch_size
+    assert devices.global_batch_size(compose().trainer, 3) == 3 * compose().trainer.batch_size
+    with pytest.raises(ConfigError, match="trainer: unknown key"):
+        devices.global_batch_size({"batch_sise": 4}, 1)

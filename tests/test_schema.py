@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib
+import typing
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,121 @@ def test_typed_names_the_nested_key_in_one_line(cfg, message):
         typed(cfg, UNetPaperConf, "augmentation(unet_paper)")
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
     assert typed({"flip": {"p": 1}}, UNetPaperConf, "augmentation").flip.p == 1.0
+
+
+def _schema_fields() -> set[str]:
+    """Field names of every dataclass in segexp/config/schema/, nested ones included."""
+    names: set[str] = set()
+    seen: set[type] = set()
+
+    def visit(cls: type) -> None:
+        if cls in seen:
+            return
+        seen.add(cls)
+        names.update(f.name for f in dataclasses.fields(cls))
+        for hint in typing.get_type_hints(cls).values():
+            for arg in (hint, *typing.get_args(hint)):
+                if dataclasses.is_dataclass(arg):
+                    visit(arg)
+
+    for path in sorted((PACKAGE / "config" / "schema").glob("*.py")):
+        module = importlib.import_module(
+            f"segexp.config.schema.{path.stem}".replace(".__init__", "")
+        )
+        for value in vars(module).values():
+            if isinstance(value, type) and dataclasses.is_dataclass(value):
+                visit(value)
+    return names
+
+
+# (file under segexp/, key) -> why a literal fallback there is no config default.
+FALLBACK_ALLOWED: dict[tuple[str, str], str] = {
+    ("compare/claims.py", "source"): "an experiment's claim section, which has no schema",
+    (
+        "predict/contract.py",
+        "task",
+    ): "a saved model's metadata, which older or external models lack",
+}
+
+
+def _literal(node: ast.AST | None) -> bool:
+    """``node`` is a literal other than None (a constant, or a list/tuple/dict of them)."""
+    if node is None:
+        return False
+    try:
+        return ast.literal_eval(node) is not None
+    except ValueError:
+        return False
+
+
+def _fallbacks(package: Path, fields: set[str]) -> list[str]:
+    """``x.get("<field>", <literal>)``, ``opt(cfg, "<field>", <literal>)`` (and a module's own
+    ``_get(cfg, "<field>", <literal>)``) and ``OmegaConf.select(cfg, "...<field>",
+    default=<literal>)`` calls outside the schema, as ``file:line call``."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package)
+        if "schema" in rel.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func, args = node.func, node.args
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            key, default = None, None
+            if name in ("get", "_get", "opt") and len(args) >= 2:
+                key, default = args[-2], args[-1]
+            elif name == "select" and len(args) >= 2:
+                key = args[1]
+                default = next((k.value for k in node.keywords if k.arg == "default"), None)
+            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                continue
+            if key.value.startswith("hydra."):
+                continue  # Hydra's own config, not the schema
+            field = key.value.rsplit(".", 1)[-1]
+            if field in fields and _literal(default) and (str(rel), field) not in FALLBACK_ALLOWED:
+                found.append(f"{package.name}/{rel}:{node.lineno} {ast.unparse(node)}")
+    return found
+
+
+def test_no_call_site_repeats_a_schema_default():
+    found = _fallbacks(PACKAGE, _schema_fields())
+    assert not found, f"{len(found)} literal fallback(s) for schema keys:\n" + "\n".join(found)
+
+
+def test_the_scan_finds_literal_fallbacks_for_schema_keys(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "m.py").write_text(
+        'a = cfg.get("seed", 0)\n'
+        'b = opt(cfg, "val_fraction", 0.1)\n'
+        'c = OmegaConf.select(cfg, "trainer.epochs", default=20)\n'
+        'd = cfg.get("seed")\n'
+        'e = cfg.get("not_a_key", 1)\n'
+        'f = opt(cfg, "class_names", None)\n'
+        'g = _get(trainer_cfg, "batch_size", 1)\n'
+        'h = OmegaConf.select(cfg, "hydra.overrides.task", default=[])\n'
+    )
+    found = _fallbacks(package, _schema_fields())
+    lines = [line.split(" ", 1)[0] for line in found]
+    assert lines == ["pkg/m.py:1", "pkg/m.py:2", "pkg/m.py:3", "pkg/m.py:7"]
+
+
+@pytest.mark.parametrize(
+    ("config_name", "section", "schema"),
+    [("bench", "bench", "BenchConf"), ("preview", "preview", "PreviewConf")],
+)
+def test_command_sections_compose_into_their_schema(compose, config_name, section, schema):
+    """segexp-bench's and segexp-preview's own sections are typed: the schema's defaults, an
+    unknown key refused."""
+    from hydra.errors import ConfigCompositionException
+
+    from segexp.config.schema import bench, run
+
+    cls = getattr(bench, schema, None) or getattr(run, schema)
+    cfg = compose(config_name=config_name)
+    assert OmegaConf.get_type(cfg[section]) is cls
+    expected = OmegaConf.to_container(OmegaConf.structured(cls), resolve=False)
+    assert OmegaConf.to_container(cfg[section], resolve=False) == expected
+    with pytest.raises(ConfigCompositionException):
+        compose([f"{section}.no_such_key=1"], config_name=config_name)

@@ -189,7 +189,7 @@ def test_jobs_find_their_sweep_from_the_state_file_without_the_environment(tmp_p
         sweep.MlflowSweepCallback().on_job_start(cfg)
         assert context.current().parent_run_id == "P"
         assert context.current().sweep_id == "S"
-        assert context.parent_tags(cfg) == {
+        assert context.parent_tags() == {
             "mlflow.parentRunId": "P",
             "segexp.sweep_id": "S",
             "segexp.sweep_job": "3",
@@ -200,9 +200,10 @@ def test_jobs_find_their_sweep_from_the_state_file_without_the_environment(tmp_p
         # a single run clears it again
         sweep.MlflowSweepCallback().on_job_start(OmegaConf.create({"hydra": {"mode": RunMode.RUN}}))
         assert context.current() is None
-        assert context.parent_tags(cfg) == {}  # outside a Hydra multirun job nothing is nested
-        outer = OmegaConf.create({"tracking": {"parent_run_id": "OUTER"}})
-        assert context.parent_tags(outer) == {"mlflow.parentRunId": "OUTER"}
+        assert context.parent_tags() == {}  # outside a Hydra multirun job nothing is nested
+        # a sweep's own parent run nests under the sweep running in its process, if any
+        context.enter(context.SweepContext("OUTER", "S0", "sqlite:///x.db", "1"))
+        assert context.parent_tags() == {"mlflow.parentRunId": "OUTER", "segexp.sweep_id": "S0"}
     finally:
         context.leave()
 

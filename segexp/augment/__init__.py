@@ -39,6 +39,7 @@ from segexp.augment.params import AugmentFn, BatchFn
 from segexp.augment.sampling import sample_keys, split_keys
 from segexp.augment.warp import Warp, apply_warps, group_warps, resample
 from segexp.config import to_dict, typed
+from segexp.config.schema import option_name
 from segexp.config.schema.augment import BLOCKS, UNetPaperConf
 from segexp.errors import ConfigError
 
@@ -127,7 +128,7 @@ def build_augment(aug_cfg: Any) -> Augment | None:
     mapping of that option's keys; a missing or null block is skipped).
     """
     cfg = to_dict(aug_cfg, "augmentation")
-    name = str(cfg.get("name", "none")).lower()
+    name = option_name(cfg, "augmentation")
     if name in ("none", "null"):
         return None
     if name in _BUILDERS:

@@ -19,7 +19,7 @@ Conv2DTranspose / Dense), a matmul and a conv2d peak on this machine, the peak m
 in-memory versus a streamed (files, cache off) data set, each in its own subprocess, and
 optionally the train step with shared against per-metric confusion matrices.
 ``bench.models`` runs several model presets in one command and adds one augmentation table.
-Run ``segexp-bench [overrides]``; settings under ``bench:`` in ``conf/bench.yaml``.
+Run ``segexp-bench [overrides]``; its ``bench`` section: segexp/config/schema/bench.py.
 
 Modules: :mod:`.job` (segexp's train and build), :mod:`.segexp_run` (variant a),
 :mod:`.variants` (shared state, variants b and c), :mod:`.timing` (results, epoch timer,

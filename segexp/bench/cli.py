@@ -36,7 +36,7 @@ def run_bench(
     report["augmentation"] = augmentation_summary(reports)
     report["total_s"] = time.perf_counter() - started
     text = "\n".join(render(r) for r in reports) + render_augmentation(report)
-    output = cfg.bench.get("output")
+    output = cfg.bench.output
     if output:
         path = Path(str(output))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,10 +65,10 @@ def _bench_model(cfg: DictConfig, command: str, memory: bool) -> dict[str, Any]:
         scenarios = [str(s) for s in bcfg.augmentations]
         if "none" not in scenarios:
             scenarios.insert(0, "none")
-        rounds = int(bcfg.get("rounds", 1))
+        rounds = int(bcfg.rounds)
         if rounds < 1:
             raise ConfigError(f"bench.rounds={rounds}: expected at least 1")
-        baselines = bool(bcfg.get("baselines", True))
+        baselines = bool(bcfg.baselines)
         # round by round, so that each augmentation's run sits next to the one without it
         for r in range(1, rounds + 1):
             for scenario in scenarios:
@@ -81,7 +81,7 @@ def _bench_model(cfg: DictConfig, command: str, memory: bool) -> dict[str, Any]:
             if plain and row["result"].variant[0] == "a" and row["result"].scenario != "none":
                 row["a_b"] = row["result"].images_per_sec / (sum(plain) / len(plain))
         step_times = []
-        if bool(bcfg.get("metric_matrices", False)):
+        if bcfg.metric_matrices:
             if bench.task == "reconstruction":
                 raise ConfigError(
                     f"bench.metric_matrices=true: model {cfg.model.name} (task reconstruction) "
@@ -90,7 +90,7 @@ def _bench_model(cfg: DictConfig, command: str, memory: bool) -> dict[str, Any]:
             step_times = metric_step_times(bench, rounds)
         memory_rows: list[dict[str, Any]] = []
         if memory and bool(bcfg.memory.enabled):
-            size = bcfg.memory.get("image_size")
+            size = bcfg.memory.image_size
             memory_rows = memory_probe(
                 bench,
                 int(bcfg.memory.num_images),
@@ -113,7 +113,7 @@ def _bench_model(cfg: DictConfig, command: str, memory: bool) -> dict[str, Any]:
         "steps": bench.steps,
         "images": bench.n_train,
         "warmup": bench.warmup,
-        "rounds": int(bcfg.get("rounds", 1)),
+        "rounds": rounds,
         "epochs": bench.epochs,
         "precision": bench.options.precision,
         "jit": bench.options.jit_compile,
@@ -126,7 +126,7 @@ def _bench_model(cfg: DictConfig, command: str, memory: bool) -> dict[str, Any]:
         "confusion_metrics": 3 + int(bench.source.num_classes),
         "memory_note": (
             f"{int(bcfg.memory.num_images)} single-channel images of "
-            f"{'x'.join(str(v) for v in (bcfg.memory.get('image_size') or bench.shape[:2]))}, "
+            f"{'x'.join(str(v) for v in (bcfg.memory.image_size or bench.shape[:2]))}, "
             "one subprocess each, two passes of make_dataset(training=True) without a model; "
             "in memory = NumPy arrays + from_tensor_slices + cache; streamed = PNG files via "
             "the folder loader, cache off (shuffle buffer 256 = make_dataset's default "
@@ -181,7 +181,7 @@ def _python_rate(bench: Bench, aug: DictConfig) -> float | None:
 def _model_configs(cfg: DictConfig) -> list[DictConfig] | None:
     """The composed config of each ``bench.models`` entry (the command's other overrides
     kept), or None for the run's own model."""
-    models = [str(m) for m in cfg.bench.get("models") or []]
+    models = [str(m) for m in cfg.bench.models]
     if not models:
         return None
     from hydra import compose
@@ -196,7 +196,7 @@ def main(cfg: DictConfig) -> None:
     """``segexp-bench [overrides]``: benchmark the configured training path (see module doc)."""
     from segexp.cli import import_tensorflow
 
-    import_tensorflow(bool(cfg.get("verbose", False)))  # its start-up lines only if verbose=true
+    import_tensorflow(bool(cfg.verbose))  # its start-up lines only if verbose=true
     try:
         command = " ".join(["segexp-bench", *sys.argv[1:]])
         run_bench(cfg, command=command, model_cfgs=_model_configs(cfg))

@@ -32,14 +32,16 @@ def _memory_child(kind: str, root: str, cfg_yaml: str, queue: Any) -> None:
             ds = tf.data.Dataset.from_tensor_slices((images, masks))
             cache = True
         else:
+            from segexp.config.schema.dataset import FolderConf
             from segexp.data.folder import load
 
-            dcfg = OmegaConf.create(
+            dcfg = OmegaConf.merge(
+                OmegaConf.structured(FolderConf),
                 {
-                    "name": "folder",
                     "images": str(Path(root) / "images"),
                     "masks": str(Path(root) / "masks"),
                     "num_classes": int(cfg.num_classes),
+                    "class_names": list(cfg.class_names),
                     "mask_values": None,
                     "image_size": list(size),
                     "channels": int(cfg.channels),
@@ -47,7 +49,7 @@ def _memory_child(kind: str, root: str, cfg_yaml: str, queue: Any) -> None:
                     "validate": "quick",
                     "fingerprint": "stat",
                     "cache": False,
-                }
+                },
             )
             ds = load(dcfg, size, int(cfg.channels), 0).splits["train"]
             cache = False
@@ -114,6 +116,7 @@ def memory_probe(
             "size": [h, w],
             "channels": 1,
             "num_classes": int(bench.source.num_classes),
+            "class_names": [str(n) for n in bench.source.class_names],
             "batch_size": bench.batch_size,
         }
     )

@@ -66,7 +66,7 @@ def render(report: dict[str, Any]) -> str:
         f"Model {model['name']}: input {model['input']}, {model['params']:,} parameters, "
         f"batch {report['batch_size']}, {report['steps']} steps ({report['images']} images) per "
         f"epoch, {report['warmup']} warm-up + {report['epochs']} timed epochs per variant "
-        f"(median epoch), {report.get('rounds', 1)} round(s) of each pair of variants "
+        f"(median epoch), {report['rounds']} round(s) of each pair of variants "
         "(even rounds run the baseline first), "
         f"precision {report['precision']}, jit_compile {report['jit']}, "
         f"distribute {report['distribute']}, validation {report['validation']}.",

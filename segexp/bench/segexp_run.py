@@ -32,7 +32,7 @@ def run_config(
         cfg.trainer.verbose = 0
         cfg.tracking.uri = f"sqlite:///{workdir / 'mlflow.db'}"
         cfg.tracking.experiment = EXPERIMENT
-        tags = OmegaConf.to_container(cfg.tracking.get("tags") or OmegaConf.create({}))
+        tags = OmegaConf.to_container(cfg.tracking.tags)
         cfg.tracking.tags = {**tags, TAG: key}
         cfg.resume = None
     return cfg

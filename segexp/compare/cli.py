@@ -11,6 +11,7 @@ from pathlib import Path
 from segexp.compare.protocol import claim_of
 from segexp.compare.report import CURVES, build_report, write_report
 from segexp.compare.select import metric_history, runs_table, select_runs
+from segexp.config.schema.run import TrackingConf
 from segexp.errors import ConfigError, SegexpError
 
 
@@ -20,7 +21,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Compare the runs of one sweep (default: the latest in the store): "
         "differing params, summary metrics over seeds, curves, and the verdict on its claim.",
     )
-    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    p.add_argument("--tracking-uri", default=TrackingConf.uri)
     p.add_argument(
         "--experiment",
         help="MLflow experiment name: its latest sweep (or, without sweeps, its latest run)",

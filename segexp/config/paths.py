@@ -14,13 +14,11 @@ CONF_DIR = PROJECT_ROOT / "conf"
 
 def input_spec(cfg: DictConfig) -> tuple[int, int, int]:
     """The model's input shape: the preset's fixed ``input_shape`` or the dataset's size."""
-    if cfg.model.get("input_shape"):
+    if cfg.model.input_shape:
         h, w, c = (int(v) for v in cfg.model.input_shape)
         return h, w, c
-    from segexp.config.schema.dataset import DatasetConf
-
     h, w = (int(v) for v in cfg.dataset.image_size)
-    return h, w, int(cfg.dataset.get("channels", DatasetConf.channels))
+    return h, w, int(cfg.dataset.channels)
 
 
 def to_dict(cfg: Any, where: str = "config") -> dict[str, Any]:

@@ -20,8 +20,7 @@ from segexp.errors import ConfigError, DataError
 CHUNK = 64
 
 
-def _mask_format(masks: np.ndarray, cfg: Any, num_classes: int, name: str) -> str:
-    fmt = str(opt(cfg, "mask_format", "auto"))
+def _mask_format(masks: np.ndarray, fmt: str, num_classes: int, name: str) -> str:
     if fmt not in ("auto", "index", "onehot"):
         raise ConfigError(f"dataset.mask_format={fmt!r}: expected auto, index or onehot")
     if fmt == "auto":
@@ -67,6 +66,7 @@ def build_array_source(
     split_idx: Mapping[str, np.ndarray] | None = None,
     labels: np.ndarray | None = None,
     fingerprint: str = "",
+    mask_format: str = "auto",
     num_classes: int | None = None,
     class_names: list[str] | None = None,
     extra: dict[str, Any] | None = None,
@@ -74,7 +74,8 @@ def build_array_source(
     """Validate arrays and wrap them as a :class:`DataSource`.
 
     ``masks=None`` gives all-zero dummy masks (reconstruction tasks). ``split_idx`` fixes the
-    splits; otherwise they are drawn from ``cfg.split`` and ``seed``.
+    splits; otherwise they are drawn from ``cfg.split`` and ``seed``. ``mask_format``: index,
+    onehot or auto (from the masks' shape); ``dataset=arrays`` passes its ``mask_format`` key.
     """
     if num_classes is None or class_names is None:
         num_classes, class_names = class_info(cfg)
@@ -95,7 +96,7 @@ def build_array_source(
                 f"{names[0]} ({images.shape[1]}x{images.shape[2]}) and {names[1]} "
                 f"({masks.shape[1]}x{masks.shape[2]}) differ in size"
             )
-        fmt = _mask_format(masks, cfg, num_classes, names[1])
+        fmt = _mask_format(masks, str(mask_format), num_classes, names[1])
         for start in range(0, n, CHUNK):
             raw = np.asarray(masks[start : start + CHUNK])
             if fmt == "index":
@@ -128,7 +129,7 @@ def build_array_source(
                 counts[start + j] = c
                 ignored += int(ids[j].size - c.sum())
         if bad:
-            if not bool(opt(cfg, "skip_bad", False)):
+            if not cfg.skip_bad:
                 more = f" (and {len(bad) - 1} more bad sample(s))" if len(bad) > 1 else ""
                 raise DataError(f"{bad[0][1]}{more}; dataset.skip_bad=true skips bad samples")
             skipped = [msg for _, msg in bad]

@@ -15,7 +15,7 @@ import numpy as np
 
 from segexp.data import split as splitlib
 from segexp.data.array_source import build_array_source
-from segexp.data.keys import opt, require_root, resolve
+from segexp.data.keys import require_root, resolve
 from segexp.data.source import DataSource
 from segexp.errors import ConfigError, DataError, first_line
 
@@ -88,7 +88,7 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
         split_idx = {"train": train, "val": val, "test": np.arange(n, len(images))}
         if labels is not None:
             labels = np.concatenate([labels, np.full(len(t_images), -1, labels.dtype)])
-    mode = str(opt(cfg, "fingerprint", "content"))
+    mode = str(cfg.fingerprint)
     fingerprint = (
         ""
         if mode == "none"
@@ -97,7 +97,7 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
         )
     )
     return build_array_source(
-        str(opt(cfg, "name", "arrays")),
+        str(cfg.name),
         images,
         masks,
         cfg,
@@ -112,6 +112,7 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
         split_idx=split_idx,
         labels=labels,
         fingerprint=fingerprint,
+        mask_format=str(cfg.mask_format),
         extra={"files": [str(f) for f in files]},
     )
 

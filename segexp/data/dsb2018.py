@@ -17,7 +17,7 @@ import numpy as np
 
 from segexp.data import decode
 from segexp.data.file_source import build_file_source
-from segexp.data.keys import class_info, opt, require_root
+from segexp.data.keys import class_info, require_root
 from segexp.data.mask_map import MaskMap, mask_map_from_cfg
 from segexp.data.pairing import Sample, check_unpaired, list_files
 from segexp.data.source import DataSource
@@ -45,7 +45,7 @@ def read_instances(sample: Sample, mask_map: MaskMap, palette: str = "auto") -> 
 def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> DataSource:
     """Load the nuclei samples, merging each sample's per-nucleus masks."""
     root = require_root(cfg, dataset="dsb2018", layout=LAYOUT, where=WHERE)
-    sub = str(opt(cfg, "subset", "stage1_train"))
+    sub = str(cfg.subset)
     if (root / sub).is_dir():
         root = root / sub
     dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -83,7 +83,7 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
     if not samples:
         raise DataError(f"no usable samples in {root}; expected {LAYOUT}")
     mask_map = mask_map_from_cfg(cfg, class_info(cfg)[0])
-    palette = str(opt(cfg, "mask_palette", "auto"))
+    palette = str(cfg.mask_palette)
     return build_file_source(
         "dsb2018",
         samples,

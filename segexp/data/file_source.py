@@ -50,7 +50,7 @@ def build_file_source(
     samples = sorted(samples, key=lambda s: s.name)
     checked = validate_samples(samples, mask_map, channels=channels, cfg=cfg, skipped=skipped)
     good = [c.sample for c in checked]
-    palette = str(opt(cfg, "mask_palette", "auto"))
+    palette = str(cfg.mask_palette)
 
     def load_fn(i: int) -> tuple[np.ndarray, np.ndarray]:
         s = good[i]
@@ -98,7 +98,7 @@ def build_file_source(
         ignored=sum(c.ignored for c in checked),
         total_pixels=total,
     )
-    fp_mode = str(opt(cfg, "fingerprint", "content"))
+    fp_mode = str(cfg.fingerprint)
     fingerprint = ""
     if fp_mode != "none":
         parts = []

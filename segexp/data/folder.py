@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from segexp.data.decode import IMAGE_EXTENSIONS
 from segexp.data.file_source import build_file_source
-from segexp.data.keys import opt, resolve
+from segexp.data.keys import resolve
 from segexp.data.pairing import list_files, paired_samples
 from segexp.data.source import DataSource
 from segexp.errors import ConfigError, DataError
@@ -43,8 +42,8 @@ def check_paths(cfg: Any) -> tuple[Path | None, Path, Path]:
 def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> DataSource:
     """Load a pair of image/mask folders (keys ``images``, ``masks``, optional ``root``)."""
     root_path, images_dir, masks_dir = check_paths(cfg)
-    exts = opt(cfg, "extensions", IMAGE_EXTENSIONS)
-    recursive = bool(opt(cfg, "recursive", False))
+    exts = list(cfg.extensions)
+    recursive = bool(cfg.recursive)
     images = list_files(images_dir, exts, recursive)
     masks = list_files(masks_dir, exts, recursive)
     if not images:
@@ -55,7 +54,7 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
     samples, skipped = paired_samples(images, masks, cfg, images_dir, masks_dir)
     base = root_path or Path(os.path.commonpath([images_dir, masks_dir]))
     return build_file_source(
-        str(opt(cfg, "name", "folder")),
+        str(cfg.name),
         samples,
         cfg,
         image_size,

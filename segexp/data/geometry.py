@@ -110,7 +110,7 @@ def apply_geometry(ds: Any, cfg: Any, image_size: tuple[int, int], fill: int) ->
     import tensorflow as tf
 
     tile = opt(cfg, "tile")
-    mode = str(opt(cfg, "resize", "resize"))
+    mode = str(cfg.resize)
     if mode not in RESIZE_MODES:
         raise ConfigError(f"dataset.resize={mode!r}: expected one of {RESIZE_MODES}")
     if tile:

@@ -31,7 +31,7 @@ import numpy as np
 from segexp.data import split as splitlib
 from segexp.data.array_source import build_array_source
 from segexp.data.file_source import build_file_source
-from segexp.data.keys import opt, require_dirs, require_root
+from segexp.data.keys import require_dirs, require_root
 from segexp.data.pairing import list_files, paired_samples
 from segexp.data.source import DataSource
 from segexp.errors import ConfigError, DataError, first_line
@@ -73,9 +73,9 @@ def read_stack(path: Any) -> np.ndarray:
 def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> DataSource:
     """Load the ISBI 2012 training stack (or slices), optionally tiled into patches."""
     root = require_root(cfg, dataset="isbi2012", layout=LAYOUT, where=WHERE)
-    fmt = str(opt(cfg, "format", "auto"))
-    volume = root / str(opt(cfg, "volume", "train-volume.tif"))
-    labels = root / str(opt(cfg, "labels", "train-labels.tif"))
+    fmt = str(cfg.format)
+    volume = root / str(cfg.volume)
+    labels = root / str(cfg.labels)
     if fmt == "auto":
         fmt = "tiff" if volume.exists() or labels.exists() else "slices"
     if fmt == "tiff":
@@ -85,7 +85,7 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
             raise DataError(f"{labels}: labels must be single-channel, got shape {masks.shape}")
         if len(images) != len(masks):
             raise DataError(f"{volume} has {len(images)} slices but {labels} has {len(masks)}")
-        mode = str(opt(cfg, "fingerprint", "content"))
+        mode = str(cfg.fingerprint)
         fingerprint = (
             ""
             if mode == "none"
@@ -108,8 +108,8 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
         )
     if fmt != "slices":
         raise ConfigError(f"dataset.format={fmt!r}: expected auto, tiff or slices")
-    images_dir = root / str(opt(cfg, "images", "images"))
-    masks_dir = root / str(opt(cfg, "masks", "labels"))
+    images_dir = root / str(cfg.images)
+    masks_dir = root / str(cfg.masks)
     require_dirs(
         root,
         {"dataset.images": images_dir, "dataset.masks": masks_dir},

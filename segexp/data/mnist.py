@@ -15,7 +15,7 @@ import numpy as np
 
 from segexp.data import split as splitlib
 from segexp.data.array_source import build_array_source
-from segexp.data.keys import class_info, opt
+from segexp.data.keys import class_info
 from segexp.data.source import DataSource
 from segexp.errors import ConfigError, DataError, first_line
 
@@ -30,7 +30,7 @@ WHERE = (
 def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> DataSource:
     """Load MNIST digits (optionally filtered) with train/val (carved from train)/test splits."""
     root = cfg.get("root")
-    layout = f"<root>/{opt(cfg, 'file', 'mnist.npz')} with arrays {', '.join(KEYS)}"
+    layout = f"<root>/{cfg.file} with arrays {', '.join(KEYS)}"
     if root in (None, "", "???"):
         raise ConfigError(
             f"dataset.root is not set for dataset=mnist (set dataset.root=<dir>); "
@@ -38,7 +38,7 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
         )
     path = Path(str(root)).expanduser()
     if path.is_dir():
-        path = path / str(opt(cfg, "file", "mnist.npz"))
+        path = path / str(cfg.file)
     if not path.exists():
         raise DataError(
             f"dataset file {path} does not exist; expected {layout} (set with dataset.root=, "
@@ -73,14 +73,14 @@ def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> Dat
         test = test[np.isin(labels[test], wanted)]
         if not len(train_all):
             raise DataError(f"{path}: no training images of digits {list(wanted)}")
-    val_fraction = float(opt(cfg, "val_fraction", 0.1))
+    val_fraction = float(cfg.val_fraction)
     train, val = splitlib.carve(train_all, val_fraction, seed)
     cap = cfg.get("limit")
     split_idx = {"train": train, "val": val, "test": test}
     if cap is not None:
         split_idx = {k: splitlib.limit(v, int(cap), seed) for k, v in split_idx.items()}
     num_classes, class_names = class_info(cfg)
-    mode = str(opt(cfg, "fingerprint", "content"))
+    mode = str(cfg.fingerprint)
     fingerprint = (
         ""
         if mode == "none"

@@ -29,12 +29,14 @@ from segexp.data import decode
 from segexp.data import split as splitlib
 from segexp.data.file_source import build_file_source
 from segexp.data.geometry import apply_geometry
-from segexp.data.keys import class_info, fill_value, opt, require_dirs, require_root
+from segexp.data.keys import class_info, fill_value, require_dirs, require_root
 from segexp.data.mask_map import mask_map_from_cfg
 from segexp.data.pairing import list_files, paired_samples
 from segexp.data.source import DataSource
 from segexp.errors import ConfigError, DataError, first_line
 
+# The release's image files (JPEG, a few PNGs): a fixed layout, not a setting.
+RELEASE_IMAGE_TYPES = (".jpg", ".jpeg", ".png")
 LAYOUT = "<root>/images/*.jpg and <root>/annotations/trimaps/*.png (format=raw)"
 TFDS_LAYOUT = "a prepared TFDS directory <root>/oxford_iiit_pet/<version>/ (format=tfds)"
 WHERE = (
@@ -46,16 +48,16 @@ WHERE = (
 
 def load(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -> DataSource:
     """Load Oxford-IIIT Pet in the raw release layout or from a prepared TFDS directory."""
-    fmt = str(opt(cfg, "format", "raw"))
+    fmt = str(cfg.format)
     if fmt == "tfds":
         return load_tfds(cfg, image_size, channels, seed)
     if fmt != "raw":
         raise ConfigError(f"dataset.format={fmt!r}: expected raw or tfds")
     root = require_root(cfg, dataset="oxford_pets", layout=LAYOUT, where=WHERE)
-    images_dir = root / str(opt(cfg, "images", "images"))
-    masks_dir = root / str(opt(cfg, "masks", "annotations/trimaps"))
+    images_dir = root / str(cfg.images)
+    masks_dir = root / str(cfg.masks)
     require_dirs(root, {"dataset.images": images_dir, "dataset.masks": masks_dir}, LAYOUT, WHERE)
-    images = list_files(images_dir, opt(cfg, "image_extensions", (".jpg", ".jpeg", ".png")))
+    images = list_files(images_dir, RELEASE_IMAGE_TYPES)
     masks = list_files(masks_dir, (".png",))
     if not images:
         raise DataError(
@@ -95,7 +97,7 @@ def load_tfds(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -
 
     root = require_root(cfg, dataset="oxford_pets", layout=TFDS_LAYOUT, where=WHERE)
     tfds = _import_tfds()
-    name = str(opt(cfg, "tfds_name", "oxford_iiit_pet"))
+    name = str(cfg.tfds_name)
     try:
         builder = tfds.builder(name, data_dir=str(root))
     except Exception as err:
@@ -119,10 +121,7 @@ def load_tfds(cfg: Any, image_size: tuple[int, int], channels: int, seed: int) -
     lut_t = tf.constant(lut)
     fractions = splitlib.split_fractions(cfg.get("split"))
     val_share = fractions["val"] / (fractions["train"] + fractions["val"])
-    train_split, test_split = (
-        str(opt(cfg, "train_split", "train")),
-        str(opt(cfg, "test_split", "test")),
-    )
+    train_split, test_split = str(cfg.train_split), str(cfg.test_split)
     try:
         n_train = int(builder.info.splits[train_split].num_examples)
         n_test = int(builder.info.splits[test_split].num_examples)

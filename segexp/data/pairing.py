@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from segexp.data.decode import IMAGE_EXTENSIONS
-from segexp.data.keys import opt
 from segexp.errors import ConfigError, DataError
 
 FIRST_NAMES = 3
@@ -126,7 +125,7 @@ def check_unpaired(
         parts.append(
             f"{len(lonely_masks)} mask(s) without images in {masks_dir} ({_names(lonely_masks)})"
         )
-    if not bool(opt(cfg, "skip_bad", False)):
+    if not cfg.skip_bad:
         raise DataError("; ".join(parts) + f" ({hint}; dataset.skip_bad=true skips them)")
     skipped.extend(f"{_display(p)}: image without mask" for p in lonely_images)
     skipped.extend(f"{_display(p)}: mask without image" for p in lonely_masks)

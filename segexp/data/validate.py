@@ -15,7 +15,6 @@ import numpy as np
 
 from segexp.data import decode
 from segexp.data import split as splitlib
-from segexp.data.keys import opt
 from segexp.data.mask_map import MaskMap
 from segexp.data.pairing import Sample
 from segexp.errors import ConfigError, DataError
@@ -120,13 +119,13 @@ def validate_samples(
 ) -> list[Checked]:
     """Check every sample eagerly (in threads). Raises one DataError for the first bad sample
     (with the count of others) unless ``skip_bad``, which records them in ``skipped``."""
-    validate = str(opt(cfg, "validate", "full"))
+    validate = str(cfg.validate)
     if validate not in VALIDATE_MODES:
         raise ConfigError(f"dataset.validate={validate!r}: expected one of {VALIDATE_MODES}")
-    palette = str(opt(cfg, "mask_palette", "auto"))
+    palette = str(cfg.mask_palette)
     if palette not in ("auto", "index", "gray"):
         raise ConfigError(f"dataset.mask_palette={palette!r}: expected auto, index or gray")
-    fingerprint = str(opt(cfg, "fingerprint", "content"))
+    fingerprint = str(cfg.fingerprint)
     if fingerprint not in ("content", "stat", "none"):
         raise ConfigError(f"dataset.fingerprint={fingerprint!r}: expected content, stat or none")
 
@@ -146,7 +145,7 @@ def validate_samples(
     else:
         checked = [one(s) for s in samples]
     bad = [c for c in checked if c.error]
-    if bad and not bool(opt(cfg, "skip_bad", False)):
+    if bad and not cfg.skip_bad:
         more = f" (and {len(bad) - 1} more bad sample(s))" if len(bad) > 1 else ""
         raise DataError(f"{bad[0].error}{more}; dataset.skip_bad=true skips bad samples")
     for c in bad:

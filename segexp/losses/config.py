@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from segexp.config import to_dict, typed
+from segexp.config.schema import option_name
 from segexp.config.schema.loss import LOSSES
 from segexp.errors import ConfigError
 
@@ -17,7 +18,7 @@ KINDS = tuple(name for name in LOSSES if name != "auto")
 def loss_params(loss_cfg: Any) -> tuple[str, dict[str, Any]]:
     """``(name, keys)`` of ``loss_cfg``, checked against its schema (``name`` excluded)."""
     cfg = to_dict(loss_cfg, "loss")
-    name = str(cfg.get("name", "auto")).lower()
+    name = option_name(cfg, "loss")
     if name not in LOSSES:
         raise ConfigError(f"loss.name={name!r}: expected one of {sorted(LOSSES)}")
     prm = asdict(typed(cfg, LOSSES[name], f"loss({name})"))

@@ -104,7 +104,7 @@ def typed_model(model_cfg: DictConfig | Mapping[str, Any]) -> ModelConf:
     from segexp.config import typed
 
     cfg = to_plain(model_cfg)
-    builder = str(cfg.get("builder") or "unet")
+    builder = str(cfg.get("builder") or ModelConf.builder)
     if builder not in MODELS:
         raise ConfigError(f"model.builder={builder!r}: expected one of {', '.join(BUILDERS)}")
     return typed(cfg, MODELS[builder], f"model({builder})")
@@ -122,10 +122,8 @@ def input_range(model_cfg: DictConfig | Mapping[str, Any]) -> float:
     1.0 for every preset except those that keep an article's in-model ``Rescaling(1/255)``
     (``input_range: 255``), which expect raw 0..255 pixels.
     """
-    value = to_plain(model_cfg).get("input_range", ModelConf.input_range)
-    if value is None:
-        return 1.0
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    value = typed_model(model_cfg).input_range
+    if value <= 0:
         raise ConfigError(f"model.input_range={value!r}: expected a positive number")
     return float(value)
 

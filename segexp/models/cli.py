@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             trainable, total = param_counts(model)
             print(model_summary(model))
             print(
-                f"{args.name}: {cfg.get('source', '')}; input {'x'.join(map(str, shape))}, "
+                f"{args.name}: {cfg.source}; input {'x'.join(map(str, shape))}, "
                 f"classes {classes if classes is not None else '-'}; "
                 f"trainable {trainable:,}, total {total:,}"
             )

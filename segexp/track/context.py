@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
 from segexp.config.keys import override_key
 
 STATE_FILE = "segexp_sweep.json"
@@ -99,11 +97,8 @@ def leave() -> None:
     enter(None)
 
 
-def parent_tags(cfg: DictConfig) -> dict[str, str]:
-    """Tags that nest a run: in a sweep job under the sweep's parent run, else under
-    ``tracking.parent_run_id`` when that is set (also a sweep's own parent run)."""
+def parent_tags() -> dict[str, str]:
+    """Tags that nest a run (a job's, or a sweep's own parent run) under the parent run of the
+    sweep running in this process; none outside a sweep."""
     context = current()
-    if context is not None:
-        return context.job_tags()
-    parent = OmegaConf.select(cfg, "tracking.parent_run_id", default=None)
-    return {"mlflow.parentRunId": str(parent)} if parent else {}
+    return context.job_tags() if context is not None else {}

@@ -101,12 +101,12 @@ def _sweep_tags(
         "segexp.experiment_file": choices.get("experiment") or "",
         "sweep_overrides": " ".join(task_overrides),
         "sweep_params": " ".join(_sweep_params(config)),
-        "objective": str(config.get("objective", "best_val_loss")),
+        "objective": str(config.objective),
         "objective_direction": str(
             OmegaConf.select(config, "hydra.sweeper.direction", default="minimize")
         ),
         "git_commit": git_commit(),
-        **parent_tags(config),
+        **parent_tags(),
     }
     claim = OmegaConf.select(config, "claim", default=None)
     if claim is not None:

@@ -75,7 +75,7 @@ def log_summary(client: Any, parent_id: str, children: list[Any], config: DictCo
     )
     log_comparison(client, parent_id, report, tables=True)
     print(report.markdown, flush=True)
-    objective = str(config.get("objective", "best_val_loss"))
+    objective = str(config.objective)
     direction = str(OmegaConf.select(config, "hydra.sweeper.direction", default="minimize"))
     log_metrics(client, parent_id, headline_metrics(children, objective, direction))
 

@@ -34,7 +34,7 @@ def _app(cfg: DictConfig) -> float | None:
     try:
         if not cfg.get("resume"):
             check_paths(cfg.dataset)  # the job checks counts and the store first thing
-        import_tensorflow(bool(cfg.get("verbose", False)))
+        import_tensorflow(bool(cfg.verbose))
         from segexp.train.lifecycle import train
 
         return train(cfg)

@@ -49,15 +49,13 @@ def build(
 
     gpu = gpu or devices.setup(cfg.trainer)
     seed = int(cfg.seed)
-    seed_everything(seed, bool(cfg.trainer.get("deterministic", False)))
+    seed_everything(seed, bool(cfg.trainer.deterministic))
     shape = input_spec(cfg)
     source = load_source(cfg.dataset, shape[:2], shape[2], seed)
-    task = str(cfg.model.get("task", "segmentation"))
+    task = str(cfg.model.task)
     epochs = int(cfg.trainer.epochs)
     batch_size = gpu.batch_size  # global: per-replica batch_size * replicas
-    steps = cfg.trainer.get("steps_per_epoch") or max(
-        1, math.ceil(source.sizes["train"] / batch_size)
-    )
+    steps = cfg.trainer.steps_per_epoch or max(1, math.ceil(source.sizes["train"] / batch_size))
     # Build + compile in the strategy scope (the dtype policy is already set).
     with gpu.scope():
         model = build_model(cfg.model, shape, source.num_classes)
@@ -97,7 +95,7 @@ def build_datasets(
     from segexp.augment import build_augment
     from segexp.models import input_range
 
-    task = str(cfg.model.get("task", "segmentation"))
+    task = str(cfg.model.task)
     augment = build_augment(cfg.augmentation if augmentation is None else augmentation)
     weights = weight_fn(cfg, source)
     return {
@@ -112,14 +110,14 @@ def build_datasets(
             seed=int(cfg.seed),
             augment=augment if split == "train" else None,
             sample_weight_fn=weights,
-            cache=cfg.dataset.get("cache", True),
-            shuffle_buffer=cfg.dataset.get("shuffle_buffer"),
+            cache=cfg.dataset.cache,
+            shuffle_buffer=cfg.dataset.shuffle_buffer,
             input_scale=input_range(cfg.model),
             mask_crop=output_crop(model),
             target="image" if task == "reconstruction" else "mask",
             epochs=epochs,
             initial_epoch=initial_epoch,
-            steps_per_epoch=cfg.trainer.get("steps_per_epoch"),
+            steps_per_epoch=cfg.trainer.steps_per_epoch,
         )
         for split in ("train", "val", "test")
     }
@@ -150,7 +148,7 @@ def compile_args(
         "optimizer": optimizer,
         "loss": loss,
         "metrics": metrics,
-        "jit_compile": cfg.trainer.get("jit_compile", "auto"),
+        "jit_compile": cfg.trainer.jit_compile,
     }
 
 
@@ -161,7 +159,7 @@ def augment_fn(cfg: DictConfig) -> Any:
 
 
 def weight_fn(cfg: DictConfig, source: DataSource) -> Any:
-    if str(cfg.model.get("task", "segmentation")) == "reconstruction":
+    if str(cfg.model.task) == "reconstruction":
         return None
     from segexp.losses import sample_weight_fn
 

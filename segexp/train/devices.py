@@ -1,13 +1,7 @@
 """GPU options of the ``trainer`` group: mixed precision, XLA and ``tf.distribute`` strategies.
 
-Trainer keys:
-
-```yaml
-precision: float32       # float32 | mixed_float16 | mixed_bfloat16
-jit_compile: auto        # true | false | auto (XLA; passed to model.compile)
-distribute: none         # none | mirrored | one_device | multi_worker
-scale_batch_size: true   # batch_size is per replica: global batch = batch_size * replicas
-```
+Trainer keys ``precision``, ``jit_compile``, ``distribute`` and ``scale_batch_size``: their
+types and defaults are in segexp/config/schema/run.py (``TrainerConf``).
 
 Mixed precision: the global Keras dtype policy is set *before* the model is built, so layers
 compute in float16/bfloat16 with float32 variables; segexp heads always output float32 and
@@ -28,22 +22,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segexp.config import typed
+from segexp.config.schema.run import TrainerConf
 from segexp.errors import ConfigError
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("none", "mirrored", "one_device", "multi_worker")
-
-
-def _get(cfg: Any, key: str, default: Any) -> Any:
-    if cfg is None:
-        return default
-    value = cfg.get(key, default) if isinstance(cfg, Mapping) or hasattr(cfg, "get") else default
-    return default if value is None else value
 
 
 def check_precision(name: Any) -> str:
@@ -197,15 +186,17 @@ def _jit(value: Any) -> bool | str:
 
 def setup(trainer_cfg: Any) -> GpuOptions:
     """Apply ``trainer.precision`` and create the strategy; call before building the model.
+    ``trainer_cfg`` is the trainer section (or part of it: the rest takes the schema's defaults).
 
     ``trainer.batch_size`` is per replica when ``trainer.scale_batch_size`` is true (default),
     so the global batch is ``batch_size * replicas``.
     """
-    precision = set_precision(_get(trainer_cfg, "precision", "float32"))
-    distribute = check_distribute(_get(trainer_cfg, "distribute", "none"))
+    trainer = typed(trainer_cfg, TrainerConf, "trainer")
+    precision = set_precision(trainer.precision)
+    distribute = check_distribute(trainer.distribute)
     strategy = make_strategy(distribute)
     replicas = int(strategy.num_replicas_in_sync)
-    batch = int(_get(trainer_cfg, "batch_size", 1))
+    batch = int(trainer.batch_size)
     if batch < 1:
         raise ConfigError(f"trainer.batch_size={batch}: expected a positive integer")
     return GpuOptions(
@@ -213,8 +204,8 @@ def setup(trainer_cfg: Any) -> GpuOptions:
         distribute=distribute,
         strategy=strategy,
         replicas=replicas,
-        batch_size=global_batch_size(trainer_cfg, replicas),
-        jit_compile=_jit(_get(trainer_cfg, "jit_compile", "auto")),
+        batch_size=global_batch_size(trainer, replicas),
+        jit_compile=_jit(trainer.jit_compile),
         chief=is_chief(strategy),
         task=_task_name(strategy),
     )
@@ -240,6 +231,10 @@ def precision_policy(name: str) -> Iterator[str]:
 
 
 def global_batch_size(trainer_cfg: Any, replicas: int) -> int:
-    """``trainer.batch_size`` times ``replicas`` when ``trainer.scale_batch_size`` (default)."""
-    batch = int(_get(trainer_cfg, "batch_size", 1))
-    return batch * int(replicas) if bool(_get(trainer_cfg, "scale_batch_size", True)) else batch
+    """``trainer.batch_size`` times ``replicas`` when ``trainer.scale_batch_size`` (default);
+    ``trainer_cfg`` is a ``TrainerConf`` or a (partial) trainer section."""
+    trainer = trainer_cfg
+    if not isinstance(trainer, TrainerConf):
+        trainer = typed(trainer_cfg, TrainerConf, "trainer")
+    batch = int(trainer.batch_size)
+    return batch * int(replicas) if trainer.scale_batch_size else batch

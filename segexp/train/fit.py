@@ -75,7 +75,7 @@ def fit(
         run.run_id,
         watch=[*configured, timer, logger],
         state=state,
-        stop_on_nan=bool(cfg.trainer.get("terminate_on_nan", True)),
+        stop_on_nan=bool(cfg.trainer.terminate_on_nan),
     )
     if resume is not None:
         with model.distribute_strategy.scope():  # the optimizer may create its variables here

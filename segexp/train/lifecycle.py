@@ -76,8 +76,8 @@ def train(cfg: DictConfig) -> float | None:
         "hydra_overrides": " ".join(overrides),
         "git_commit": track.git_commit(),
         "output_dir": str(output_dir),
-        **parent_tags(cfg),
-        **OmegaConf.to_container(cfg.tracking.get("tags") or OmegaConf.create({}), resolve=True),
+        **parent_tags(),
+        **OmegaConf.to_container(cfg.tracking.tags, resolve=True),
     }
     # A non-chief worker opens a fresh run in its private sandbox store.
     run_id = _open_run(
@@ -97,7 +97,7 @@ def train(cfg: DictConfig) -> float | None:
         if sweep_job is None or not sweep_job.cancelled_job_goes_on():
             raise
         return math.nan  # the run is KILLED with its resume checkpoint; the sweep goes on
-    value = summary.get(cfg.get("objective", "best_val_loss"))
+    value = summary.get(cfg.objective)
     return None if value is None else float(value)
 
 

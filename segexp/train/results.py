@@ -61,11 +61,11 @@ def log_results(
     client, run_id, model, source = run.client, run.run_id, built.model, built.source
     task, head, test_ds, history = built.task, built.head, built.data["test"], fitted.history
 
-    summary = summarize_history(history, cfg.get("analysis"), cfg.get("trainer"))
+    summary = summarize_history(history, cfg.analysis, cfg.trainer)
     summary.update(fitted.timing)
     summary["num_params"] = trainable_params(model)
     _use_evaluated_weights(cfg, model, run, history)
-    if cfg.trainer.get("evaluate_test", True):
+    if cfg.trainer.evaluate_test:
         scores = model.evaluate(test_ds, return_dict=True, verbose=0)
         summary.update({f"test_{k}": float(v) for k, v in scores.items()})
         summary.update(evaluate_split(model, test_ds, source, cfg.dataset, head))
@@ -76,7 +76,7 @@ def log_results(
     track.retry(mlflow.log_figure, figure, "learning_curves.png")
     if task == "reconstruction":
         _log_latent(model, source, input_range(cfg.model))
-    if cfg.tracking.get("log_model", True):
+    if cfg.tracking.log_model:
         track.log_model(
             model,
             inference_meta(cfg, model, source, head, task),
@@ -135,7 +135,7 @@ def _log_preview(cfg: DictConfig, source: DataSource, output_dir: Path, title: s
     """The training samples the model will see (after augmentation), as an artifact."""
     from segexp.preview import render_preview
 
-    aug = OmegaConf.select(cfg, "augmentation.name", default="none")
+    aug = cfg.augmentation.name
     path = render_preview(
         source.splits["train"],
         source.class_names,

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from segexp.config.schema.augment import AUGMENTATIONS, BLOCKS
+from segexp.config.schema.bench import BenchConf
 from segexp.config.schema.dataset import DATASETS
 from segexp.config.schema.loss import LOSSES
 from segexp.config.schema.model import MODELS
@@ -34,12 +35,22 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "tracking": {"mlflow": TrackingConf},
 }
 
-__all__ = ["BLOCKS", "SCHEDULES", "SCHEMAS", "load_preset", "preset_schema", "register", "typed"]
+__all__ = [
+    "BLOCKS",
+    "SCHEDULES",
+    "SCHEMAS",
+    "load_preset",
+    "option_name",
+    "preset_schema",
+    "register",
+    "typed",
+]
 
 
 def register() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent). The top-level schema
-    (``schema_train``) stays open so that commands and experiments add their own sections."""
+    (``schema_train``) stays open so that commands and experiments add their own sections
+    (``schema_preview``, ``schema_bench``: segexp-preview's and segexp-bench's)."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
@@ -51,6 +62,7 @@ def register() -> None:
     OmegaConf.set_struct(top, False)
     store.store(name="schema_train", node=top)
     store.store(name="schema_preview", node=PreviewConf)
+    store.store(name="schema_bench", node=BenchConf)
 
 
 def _expected(hint: Any) -> str:
@@ -109,6 +121,17 @@ def typed(cfg: Any, schema: type[T], where: str) -> T:
             hint = hints.get(part)
         expected = _expected(hint) if key and hint is not None else str(err).splitlines()[0]
         raise ConfigError(f"{where.split('(')[0]}.{key}={value!r}: expected {expected}") from None
+
+
+def option_name(section: Mapping[str, Any], group: str) -> str:
+    """The option a plain ``group`` section names (its ``name``, lower case); a one-line
+    ``ConfigError`` when it names none: a composed section always does (Hydra's choice)."""
+    from segexp.errors import ConfigError
+
+    name = section.get("name")
+    if name is None:
+        raise ConfigError(f"{group}.name is not set; expected one of {sorted(SCHEMAS[group])}")
+    return str(name).lower()
 
 
 def preset_schema(group: str, preset: Mapping[str, Any], where: str = "") -> type:
