@@ -23,7 +23,7 @@ appends History and the progress bar after user callbacks, so they see ``lr`` to
 learning rate at the end of the epoch, before a ReduceLROnPlateau reduction at that epoch.
 
 ``EarlyStopping``, ``ReduceLROnPlateau`` and ``ModelCheckpoint`` are Keras', each owning its
-resume state (segexp/train/checkpoint.py ``Resumable``); Keras' class names key it in state.json.
+resume state (segexp/resumable_callbacks.py).
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 
 from segexp.config import to_dict, typed
 from segexp.config.schema.run import CheckpointConf, EarlyStoppingConf, TrainerConf
 from segexp.errors import ConfigError
 from segexp.optim import current_learning_rate, schedule_config
+from segexp.resumable_callbacks import EarlyStopping, ModelCheckpoint, ReduceLROnPlateau
 
 EVALUATE_WEIGHTS = ("best", "last")
 _MIN_WORDS = ("loss", "error", "mse", "mae")
@@ -192,67 +192,6 @@ class LearningRateLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None and self.model is not None and self.model.optimizer is not None:
             logs["lr"] = current_learning_rate(self.model.optimizer)
-
-
-class _OwnState(keras.callbacks.Callback):
-    """The resume state protocol (segexp/train/checkpoint.py ``Resumable``) for a Keras callback:
-    :meth:`state` hands over its numeric ``COUNTERS``; :meth:`restore` sets them at once and,
-    before a fit, again at the end of the callback's own ``on_train_begin``, where Keras resets
-    them, so they survive whatever the order of the callbacks."""
-
-    COUNTERS: tuple[str, ...] = ()
-    _restored: dict[str, Any] | None = None  # to set again after the reset
-    _fitting = False
-
-    def state(self) -> dict[str, Any]:
-        saved = {}
-        for name in self.COUNTERS:
-            value = getattr(self, name, None)  # Keras leaves ``best`` None until a first value
-            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-                saved[name] = value.item() if isinstance(value, np.number) else value
-        return saved
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        self._keep({k: v for k, v in state.items() if k in self.COUNTERS})
-
-    def _keep(self, values: dict[str, Any]) -> None:
-        for name, value in values.items():
-            setattr(self, name, value)
-        if not self._fitting:
-            self._restored = {**(self._restored or {}), **values}
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        super().on_train_begin(logs)
-        for name, value in (self._restored or {}).items():
-            setattr(self, name, value)
-        self._restored, self._fitting = None, True
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        super().on_train_end(logs)
-        self._fitting = False
-
-
-class ReduceLROnPlateau(_OwnState, keras.callbacks.ReduceLROnPlateau):
-    COUNTERS = ("wait", "best", "cooldown_counter")
-
-
-class EarlyStopping(_OwnState, keras.callbacks.EarlyStopping):
-    """With ``restore_best_weights``, its in-memory best weights are its ``ResumableArrays``."""
-
-    COUNTERS = ("wait", "best", "best_epoch", "stopped_epoch")
-
-    def arrays(self) -> list[np.ndarray] | None:
-        if not self.restore_best_weights or self.best_weights is None:
-            return None
-        return list(self.best_weights)
-
-    def restore_arrays(self, arrays: list[np.ndarray]) -> None:
-        if self.restore_best_weights:
-            self._keep({"best_weights": list(arrays)})
-
-
-class ModelCheckpoint(_OwnState, keras.callbacks.ModelCheckpoint):
-    COUNTERS = ("best",)
 
 
 def build_callbacks(

@@ -1,4 +1,6 @@
-"""Challenge metrics on label arrays (per-image IoU/Dice, DSB2018 instance mAP, ISBI Rand and
+"""Challenge metrics on label arrays, and their evaluation of a model on one split.
+
+Challenge metrics on label arrays (per-image IoU/Dice, DSB2018 instance mAP, ISBI Rand and
 pixel error, HD95), and their evaluation of a model on one split.
 
 Which metrics a run computes is the dataset preset's ``challenge_metrics`` list; each is logged

@@ -1,4 +1,6 @@
-"""One resampling pass for a chain of geometric options: source coordinates, fill modes and the
+"""One resampling pass for a chain of geometric augmentations.
+
+One resampling pass for a chain of geometric options: source coordinates, fill modes and the
 bilinear (image) / nearest (mask) gather of a batch.
 
 A geometric option is a :class:`Warp`: it maps each output pixel's coordinates to the

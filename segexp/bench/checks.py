@@ -1,5 +1,8 @@
-"""Whether the two variants of a pair trained the same problem: their final training losses
-agree within a tolerance; a speed ratio of a pair that does not is not a result."""
+"""Whether the two variants of a benchmark pair trained the same problem.
+
+Whether the two variants of a pair trained the same problem: their final training losses
+agree within a tolerance; a speed ratio of a pair that does not is not a result.
+"""
 
 from __future__ import annotations
 

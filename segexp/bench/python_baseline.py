@@ -1,5 +1,8 @@
-"""Variant (c): Keras 2 ``ImageDataGenerator``-style augmentation in Python on NumPy arrays
-(SciPy per channel, one worker), the articles' input pipeline."""
+"""Variant (c): an ImageDataGenerator-style Python augmentation loop feeding ``fit``.
+
+Variant (c): Keras 2 ``ImageDataGenerator``-style augmentation in Python on NumPy arrays
+(SciPy per channel, one worker), the articles' input pipeline.
+"""
 
 from __future__ import annotations
 

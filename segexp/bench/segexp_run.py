@@ -1,5 +1,8 @@
-"""Variant (a): the function ``segexp-train`` runs, called in-process with tracking to a store in
-the benchmark's work folder, and measured from what its MLflow run logs."""
+"""Variant (a): the function ``segexp-train`` runs, timed from what its MLflow run logs.
+
+Variant (a): the function ``segexp-train`` runs, called in-process with tracking to a store in
+the benchmark's work folder, and measured from what its MLflow run logs.
+"""
 
 from __future__ import annotations
 

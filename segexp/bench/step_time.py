@@ -1,5 +1,8 @@
-"""Train-step time with the confusion-matrix metrics sharing one matrix per step (segexp's
-metrics) against one matrix per metric, on (b)'s model and tensors (``bench.metric_matrices``)."""
+"""Train-step time with one shared confusion matrix against one matrix per metric.
+
+Train-step time with the confusion-matrix metrics sharing one matrix per step (segexp's
+metrics) against one matrix per metric, on (b)'s model and tensors (``bench.metric_matrices``).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""What the variants share (config, data, model size) and the baselines: (b) plain Keras fit
-and (c) a Python augmentation loop, each fed the tensors segexp's own data build produces."""
+"""What the benchmark variants share, and the baselines (b) and (c).
+
+What the variants share (config, data, model size) and the baselines: (b) plain Keras fit
+and (c) a Python augmentation loop, each fed the tensors segexp's own data build produces.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Configuration: the schema (Hydra structured configs, registered here on import), conf/ paths,
-key checks, secret redaction and MLflow params. Nothing here imports TensorFlow."""
+"""Configuration: the schema, conf/ paths and the config helpers (no TensorFlow).
+
+Configuration: the schema (Hydra structured configs, registered here on import), conf/ paths,
+key checks, secret redaction and MLflow params. Nothing here imports TensorFlow.
+"""
 
 from segexp.config.keys import (
     BUILD_CHECKED_KEYS,

@@ -1,6 +1,7 @@
-"""In-memory or memory-mapped arrays as a :class:`DataSource`: mask format (index or one-hot),
-values checked chunk by chunk, splits streamed sample by sample. The backend of the NumPy
-(``dataset=arrays``), TIFF-stack (isbi2012) and MNIST loaders."""
+"""In-memory or memory-mapped arrays as a :class:`DataSource`.
+
+Mask format (index or one-hot), values checked chunk by chunk, splits streamed sample by sample.
+The backend of the NumPy (``dataset=arrays``), TIFF-stack (isbi2012) and MNIST loaders."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Decoding image and mask files, the one reading path of training and prediction: channel
+"""Decoding image and mask files: the one reading path of training and prediction.
+
+Decoding image and mask files, the one reading path of training and prediction: channel
 conversion and range scaling of images, stored integer values of masks (class ids are
 :mod:`segexp.data.mask_map`'s, sizes :mod:`segexp.data.geometry`'s).
 

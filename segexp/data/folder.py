@@ -1,6 +1,9 @@
-"""Image/mask folders: ``dataset=folder dataset.images=<dir> dataset.masks=<dir>``, paired by
+"""The ``folder`` dataset: image and mask folders paired by file stem or pattern.
+
+Image/mask folders: ``dataset=folder dataset.images=<dir> dataset.masks=<dir>``, paired by
 file stem or ``dataset.image_pattern`` / ``mask_pattern`` (:mod:`segexp.data.pairing`) and
-streamed by :func:`segexp.data.file_source.build_file_source`."""
+streamed by :func:`segexp.data.file_source.build_file_source`.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The dataset keys every loader reads the same way: optional values, classes, the dataset root
-and paths under it, and the mask value used for padding."""
+"""The dataset keys every loader reads the same way.
+
+Optional values, classes, the dataset root and paths under it, and the mask value used for
+padding."""
 
 from __future__ import annotations
 

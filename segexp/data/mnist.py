@@ -1,4 +1,6 @@
-"""MNIST from a local ``mnist.npz`` in the Keras layout (``x_train, y_train, x_test, y_test``),
+"""MNIST from a local ``mnist.npz``, for the convolutional autoencoder.
+
+MNIST from a local ``mnist.npz`` in the Keras layout (``x_train, y_train, x_test, y_test``),
 for the convolutional autoencoder. Masks are dummies (zeros): the task is reconstruction;
 ``DataSource.labels`` holds the digits (for the latent-space scatter plot).
 

@@ -1,5 +1,8 @@
-"""The data-source record every dataset loader returns, and the parallel tf.data stream of its
-samples (:func:`index_dataset`)."""
+"""The data-source record every loader returns, and its parallel tf.data sample stream.
+
+The data-source record every dataset loader returns, and the parallel tf.data stream of its
+samples (:func:`index_dataset`).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Eager checks of image/mask samples before streaming: every mask decoded (values, sizes,
-readability), images too with ``validate: full``, in threads; bad samples fail in one line or
-are skipped with ``dataset.skip_bad``."""
+"""Eager checks of image/mask samples before streaming.
+
+Every mask decoded (values, sizes, readability), images too with ``validate: full``, in threads;
+bad samples fail in one line or are skipped with ``dataset.skip_bad``."""
 
 from __future__ import annotations
 

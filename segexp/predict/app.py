@@ -1,4 +1,6 @@
-"""``segexp-predict``, the Hydra app: the command line composed onto ``conf/predict.yaml`` and
+"""``segexp-predict``, the Hydra app: checks before TensorFlow, then one prediction job.
+
+``segexp-predict``, the Hydra app: the command line composed onto ``conf/predict.yaml`` and
 checked before TensorFlow starts (one-line errors), then one prediction job.
 
     segexp-predict model=runs:/<RUN_ID>/model input=images/ output=masks/ overlay=true

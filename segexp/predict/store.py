@@ -1,7 +1,10 @@
-"""A model stored with its input contract and loaded back: a local ``model.keras`` with
+"""A model stored with its input contract, and loaded back.
+
+A model stored with its input contract and loaded back: a local ``model.keras`` with
 ``segexp_meta.json``, the MLflow Keras flavour (contract in the MLmodel metadata and as an
 artifact, a tensor signature), registered versions; loading from a path or a ``runs:/`` /
-``models:/`` URI, without creating a tracking store on the way."""
+``models:/`` URI, without creating a tracking store on the way.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Metrics of a run: batched logging, summaries logged once, per-epoch values caught up after a
-crash, and the steps of the logged prediction images."""
+"""Metrics of a run: batched logging, summaries once, per-epoch values caught up.
+
+Metrics of a run: batched logging, summaries logged once, per-epoch values caught up after a
+crash, and the steps of the logged prediction images.
+"""
 
 from __future__ import annotations
 

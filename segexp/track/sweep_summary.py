@@ -1,5 +1,8 @@
-"""The end of a sweep on its parent run: job counts, the comparison tables, headline metrics,
-the final status and the link to the MLflow UI."""
+"""The end of a sweep on its parent run: counts, tables, headline metrics, status.
+
+The end of a sweep on its parent run: job counts, the comparison tables, headline metrics,
+the final status and the link to the MLflow UI.
+"""
 
 from __future__ import annotations
 

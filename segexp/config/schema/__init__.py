@@ -1,4 +1,6 @@
-"""The config schema: Hydra structured configs (one dataclass per group option), registered in
+"""The config schema: one Hydra structured config per group option, in the ConfigStore.
+
+The config schema: Hydra structured configs (one dataclass per group option), registered in
 Hydra's ConfigStore as ``schema_<group>_<option>`` (root-level names, so that they are no
 config groups to choose from), and :func:`typed`, which fills and checks a config section against
 its dataclass.
