@@ -1,8 +1,9 @@
 """Image geometry, the one rule of training and prediction: how images reach the model size.
 
 Images reach the model size by ``dataset.tile`` (patches), then ``dataset.resize`` (resize, crop
-or pad), applied to tf.data pairs at training time, recorded with the model (:func:`training_geometry`) and replayed on
-whole images by segexp-predict (:func:`to_model_grid`, :func:`from_model_grid`).
+or pad), applied to tf.data pairs at training time, recorded with the model
+(:func:`training_geometry`) and replayed on whole images by segexp-predict (:func:`to_model_grid`,
+:func:`from_model_grid`).
 """
 
 from __future__ import annotations
