@@ -2,7 +2,8 @@
 
 Variants, on the same model (same initial weights), data, batch size and steps per epoch:
 
-- (a) ``segexp``: the function ``segexp-train`` runs (:mod:`.job`), in-process, tracking to an
+- (a) ``segexp``: the function ``segexp-train`` runs (``segexp.train.lifecycle.train``,
+  :mod:`.segexp_run`), in-process, tracking to an
   MLflow SQLite store in the benchmark's work folder; measured from what its run logs
   (``train_images_per_sec``, ``mlflow_logging_share``, the per-epoch ``loss`` and its times);
 - (b) ``keras``: plain ``model.fit`` on in-memory NumPy arrays holding one epoch of segexp's own
@@ -21,7 +22,7 @@ optionally the train step with shared against per-metric confusion matrices.
 ``bench.models`` runs several model presets in one command and adds one augmentation table.
 Run ``segexp-bench [overrides]``; its ``bench`` section: segexp/config/schema/bench.py.
 
-Modules: :mod:`.job` (segexp's train and build), :mod:`.segexp_run` (variant a),
+Modules: :mod:`.segexp_run` (variant a, segexp's train and build),
 :mod:`.variants` (shared state, variants b and c), :mod:`.timing` (results, epoch timer,
 throughput), :mod:`.checks` (loss comparability), :mod:`.step_time` (metric matrices),
 :mod:`.python_baseline` (variant c's augmentation), :mod:`.measure` (memory, FLOPs, machine

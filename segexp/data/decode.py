@@ -34,7 +34,6 @@ import numpy as np
 
 from segexp.errors import DataError, first_line
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp")
 TIFF_EXTENSIONS = (".tif", ".tiff")
 
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)

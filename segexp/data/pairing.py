@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segexp.data.decode import IMAGE_EXTENSIONS
+from segexp.config.schema.dataset import IMAGE_EXTENSIONS
 from segexp.errors import ConfigError, DataError
 
 FIRST_NAMES = 3

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from segexp.config.schema.dataset import IMAGE_EXTENSIONS
 from segexp.data.decode import (
-    IMAGE_EXTENSIONS,
     convert_channels,
     read_image,
     read_raw,

@@ -60,7 +60,8 @@ def build(
     with gpu.scope():
         model = build_model(cfg.model, shape, source.num_classes)
         head = model_head(model, task)
-        model.compile(**compile_args(cfg, head, source, task, steps, epochs))
+        compile_kw = compile_args(cfg, head, source, task, steps, epochs)
+        model.compile(**compile_kw, jit_compile=gpu.jit_compile)
     data = build_datasets(
         cfg, source, model, batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch
     )
@@ -148,7 +149,6 @@ def compile_args(
         "optimizer": optimizer,
         "loss": loss,
         "metrics": metrics,
-        "jit_compile": cfg.trainer.jit_compile,
     }
 
 

@@ -15,6 +15,7 @@ from segexp import track
 from segexp.analysis import summarize_history
 from segexp.challenge import evaluate_split
 from segexp.config import input_spec
+from segexp.config.schema.run import PreviewConf
 from segexp.data.decode import to_model_input
 from segexp.data.source import DataSource
 from segexp.models import input_range, model_summary
@@ -139,7 +140,7 @@ def _log_preview(cfg: DictConfig, source: DataSource, output_dir: Path, title: s
     path = render_preview(
         source.splits["train"],
         source.class_names,
-        8,
+        PreviewConf.n,
         Path(output_dir) / "preview.png",
         augment=augment_fn(cfg),
         seed=int(cfg.seed),

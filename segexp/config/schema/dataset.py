@@ -8,6 +8,8 @@ from typing import Any
 from omegaconf import MISSING
 
 CHALLENGE_METRICS = ["image_mean_iou", "image_dice"]
+# Image files the loaders and segexp-predict read (and the folder dataset's default extensions).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp")
 
 
 def _list(*values: Any) -> Any:
@@ -184,7 +186,7 @@ class FolderConf(CheckedDatasetConf):
     # Also search the folders' subfolders.
     recursive: bool = False
     # Image and mask file extensions looked for.
-    extensions: list[str] = _list(".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".webp")
+    extensions: list[str] = _list(*IMAGE_EXTENSIONS)
     mask_values: Any = field(default_factory=lambda: {0: 0, 255: 1})
     split: dict[str, float] = _split(0.7, 0.15, 0.15)
 
