@@ -71,7 +71,7 @@ class Resumable(Protocol):
     back, on resume, before ``model.fit`` starts. A callback that resets itself in
     ``on_train_begin`` (Keras' do) applies the restored values again at the end of its own
     ``on_train_begin``, so they survive the reset whatever the order of the callbacks. Implemented
-    by ``EpochTimer``, ``EpochLogger`` and the Keras callbacks of segexp/callbacks.py.
+    by ``EpochTimer``, ``EpochLogger`` and segexp/resumable_callbacks.py.
     """
 
     def state(self) -> dict[str, Any]: ...
