@@ -35,7 +35,8 @@ def run_bench(
     report = {**reports[0], "models": reports}
     report["augmentation"] = augmentation_summary(reports)
     report["total_s"] = time.perf_counter() - started
-    text = "\n".join(render(r) for r in reports) + render_augmentation(report)
+    text = "\n\n".join(render(r) for r in reports) + render_augmentation(report)
+    text += f"\n\nTotal benchmark time: {report['total_s']:.0f} s.\n"
     output = cfg.bench.output
     if output:
         path = Path(str(output))

@@ -124,7 +124,6 @@ def render(report: dict[str, Any]) -> str:
                 f"| {row['peak_mb'] - row['baseline_mb']:.0f} | {row['load_s']:.2f} "
                 f"| {row['pass_s']:.2f} |"
             )
-    lines += ["", f"Total benchmark time: {report['total_s']:.0f} s.", ""]
     return "\n".join(lines)
 
 
@@ -207,7 +206,6 @@ def render_augmentation(report: dict[str, Any]) -> str:
             f"| {s['model']} | {s['input']} | {s['augmentation']} | {seg} | {py} | {pipe} "
             f"| {_met(pipe_mean, 2.0)} | {rates} | {train} | {_met(train_mean, 0.9)} |"
         )
-    lines += ["", f"Total benchmark time: {report['total_s']:.0f} s.", ""]
     return "\n".join(lines)
 
 
