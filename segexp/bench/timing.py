@@ -24,7 +24,6 @@ class Result:
     images_per_sec: float  # train images/s of the epochs after the first (see make_timer)
     peak_rss_mb: float
     logging_share: float | None = None
-    callbacks_share: float | None = None
     final_loss: float = float("nan")
     pipeline_images_per_sec: float | None = None  # input pipeline alone, no model
     round: int = 1
