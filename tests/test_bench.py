@@ -168,14 +168,14 @@ def _check_report(report: dict, text: str, scenarios: list[str], rounds: int = 2
     assert variants == expected
     for r in rows:
         r = [r[0], *r[2:]]  # without the round column
-        images_per_sec, epoch_s, peak_mb, gflops = (_numbers(r[i]) for i in (2, 5, 7, 10))
+        images_per_sec, epoch_s, peak_mb, gflops = (_numbers(r[i]) for i in (2, 5, 7, 9))
         for value in (images_per_sec, epoch_s, peak_mb, gflops):
             assert math.isfinite(value) and value > 0, r
-        assert math.isfinite(_numbers(r[12]))  # final loss
+        assert math.isfinite(_numbers(r[11]))  # final loss
         if r[1] == "b: keras":
-            assert r[13] == "n/a"
+            assert r[12] == "n/a"
         else:
-            assert _numbers(r[13]) > 0  # input pipeline alone, images/s
+            assert _numbers(r[12]) > 0  # input pipeline alone, images/s
         if r[1] == "a: segexp":
             assert 0 < _numbers(r[3]) < 100  # (a)/(b)
             assert 0 <= _numbers(r[8]) < 100  # MLflow logging share in %
