@@ -237,6 +237,7 @@ def test_bench_full_tiny_run_with_augmentations_and_memory(compose, tmp_path):
         assert all(_numbers(c) > 0 for c in (r[2], r[3], r[4], r[7]))
 
 
+@pytest.mark.slow  # four segexp-train runs (~45 s); its cells: test_bench_variants.py
 def test_bench_without_baselines_reports_the_augmentation_table(compose, tmp_path):
     """bench.baselines=false trains only segexp's path; the augmentation table still pairs
     each round's pipeline-alone rates (segexp, Python loop) and training rates (with, without

@@ -183,3 +183,54 @@ def test_segexp_variant_reports_what_its_run_logged(compose, tmp_path):
     assert sorted(m.step for m in losses) == [1, 2]
     assert result.final_loss == max(losses, key=lambda m: m.step).value
     assert result.pipeline_images_per_sec > 0
+
+
+def test_augmentation_table_pairs_each_round_and_averages_the_ratios():
+    """Hand-made rates of two rounds: the pipeline ratio pairs segexp's pipeline with the Python
+    loop's of the same round, the training ratio the augmented run with the plain one of the
+    same round; each cell is the mean of the rounds' ratios, each listed, against its goal."""
+
+    def seg(scenario: str, n: int, rate: float, pipeline: float | None = None) -> Result:
+        return Result(
+            scenario=scenario,
+            variant="a: segexp",
+            images_per_epoch=16,
+            steps=2,
+            epoch_seconds=0.5,
+            val_seconds=None,
+            images_per_sec=rate,
+            peak_rss_mb=900.0,
+            pipeline_images_per_sec=pipeline,
+            round=n,
+        )
+
+    rows = [
+        {"result": seg("none", 1, 100.0)},
+        {"result": seg("none", 2, 80.0)},
+        {"result": seg("affine", 1, 90.0, pipeline=3000.0), "python_pipeline": 1000.0},
+        {"result": seg("affine", 2, 88.0, pipeline=1500.0), "python_pipeline": 1000.0},
+    ]
+    model = {"name": "unet_small", "input": "32x32x1"}
+    summary = report.augmentation_summary([{"rows": rows, "model": model}])
+    assert summary == [
+        {
+            "model": "unet_small",
+            "input": "32x32x1",
+            "augmentation": "affine",
+            "pipeline": [(3000.0, 1000.0), (1500.0, 1000.0)],
+            "training": [(90.0, 100.0), (88.0, 80.0)],
+        }
+    ]
+    text = report.render_augmentation({"augmentation": summary})
+    row = next(line for line in text.splitlines() if line.startswith("| unet_small |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # pipeline: 3.0 and 1.5, mean 2.25 >= 2; training: 0.9 and 1.1, mean 1.0 >= 0.9
+    assert cells[3:] == [
+        "2250",
+        "1000",
+        "2.25 (3.00, 1.50)",
+        "yes",
+        "89.0 / 90.0",
+        "1.00 (0.90, 1.10)",
+        "yes",
+    ]
