@@ -239,7 +239,6 @@ def test_deterministic_resume_with_dropout_matches_an_uninterrupted_run(
 ):
     """Dropout's seed generators are part of the checkpoint: after an interrupt at epoch 2 the
     resumed run draws the masks the uninterrupted run drew, so every epoch's metrics agree."""
-    import segexp.train.epoch_logger as epoch_logger
     from segexp.train.lifecycle import train
 
     settings = [
@@ -250,25 +249,9 @@ def test_deterministic_resume_with_dropout_matches_an_uninterrupted_run(
         "tracking.log_model=false",
         "trainer.evaluate_test=false",
     ]
-    (tmp_path / "ref").mkdir()
-    monkeypatch.chdir(tmp_path / "ref")
-    ref_uri = f"sqlite:///{tmp_path}/ref.db"
-    train(compose([*settings, f"tracking.uri={ref_uri}"]))
-
-    real = epoch_logger.track.log_metrics
-
-    def interrupted(client, run_id, metrics, step=None):
-        if step == 2:
-            raise KeyboardInterrupt
-        return real(client, run_id, metrics, step=step)
-
-    uri, out = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "out"
-    out.mkdir()
-    monkeypatch.chdir(out)
-    with monkeypatch.context() as patch:
-        patch.setattr(epoch_logger.track, "log_metrics", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            train(compose([*settings, f"tracking.uri={uri}"]))
+    ref_uri, uri, out = _reference_then_interrupted_at_epoch_2(
+        tmp_path, compose, monkeypatch, settings
+    )
     state = json.loads((out / "checkpoints/resume/state.json").read_text())
     assert state["epoch"] == 2
     with np.load(out / "checkpoints/resume" / state["weights"]) as saved:
@@ -290,7 +273,6 @@ def test_resume_keeps_early_stopping_and_plateau_counters(tmp_path, compose, mon
     epoch and with the learning rates of an uninterrupted run: both callbacks' counters (no
     improvement since epoch 1) survive the resume. Without them the resumed run would count
     epoch 3 as an improvement: no reduction after it, and no stop after epoch 4."""
-    import segexp.train.epoch_logger as epoch_logger
     from segexp.train.lifecycle import train
 
     settings = [
@@ -307,25 +289,9 @@ def test_resume_keeps_early_stopping_and_plateau_counters(tmp_path, compose, mon
         "tracking.log_model=false",
         "trainer.evaluate_test=false",
     ]
-    (tmp_path / "ref").mkdir()
-    monkeypatch.chdir(tmp_path / "ref")
-    ref_uri = f"sqlite:///{tmp_path}/ref.db"
-    train(compose([*settings, f"tracking.uri={ref_uri}"]))
-
-    real = epoch_logger.track.log_metrics
-
-    def interrupted(client, run_id, metrics, step=None):
-        if step == 2:
-            raise KeyboardInterrupt
-        return real(client, run_id, metrics, step=step)
-
-    uri, out = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "out"
-    out.mkdir()
-    monkeypatch.chdir(out)
-    with monkeypatch.context() as patch:
-        patch.setattr(epoch_logger.track, "log_metrics", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            train(compose([*settings, f"tracking.uri={uri}"]))
+    ref_uri, uri, out = _reference_then_interrupted_at_epoch_2(
+        tmp_path, compose, monkeypatch, settings
+    )
     state = json.loads((out / "checkpoints/resume/state.json").read_text())
     assert state["epoch"] == 2
     assert (out / "checkpoints/resume/early_stopping_best.npz").is_file()
@@ -558,3 +524,31 @@ def test_a_launch_killed_before_its_run_existed_is_resumed_into_a_new_run(
     assert (
         json.loads((out / "checkpoints/resume/run.json").read_text())["run_id"] == run.info.run_id
     )
+
+
+def _reference_then_interrupted_at_epoch_2(tmp_path, compose, monkeypatch, settings):
+    """An uninterrupted reference run (store ``ref.db``), then the same config interrupted
+    (KeyboardInterrupt) while logging epoch 2, run in ``out/``; returns both stores and ``out``."""
+    import segexp.train.epoch_logger as epoch_logger
+    from segexp.train.lifecycle import train
+
+    (tmp_path / "ref").mkdir()
+    monkeypatch.chdir(tmp_path / "ref")
+    ref_uri = f"sqlite:///{tmp_path}/ref.db"
+    train(compose([*settings, f"tracking.uri={ref_uri}"]))
+
+    real = epoch_logger.track.log_metrics
+
+    def interrupted(client, run_id, metrics, step=None):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real(client, run_id, metrics, step=step)
+
+    uri, out = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    with monkeypatch.context() as patch:
+        patch.setattr(epoch_logger.track, "log_metrics", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train(compose([*settings, f"tracking.uri={uri}"]))
+    return ref_uri, uri, out
