@@ -30,7 +30,7 @@ class BenchPeakConf:
 @dataclass
 class BenchConf:
     """segexp-bench: segexp's training path vs plain Keras fit vs a Python/SciPy augmentation
-    loop. The defaults take about 8 minutes on 2 CPU cores."""
+    loop. The defaults take 4-8 minutes on 2 CPU cores."""
 
     # Markdown table (also printed); by default in the run's output directory. null = print only.
     output: str | None = "${hydra:runtime.output_dir}/bench.md"
