@@ -1,8 +1,7 @@
 """Variant (c): an ImageDataGenerator-style Python augmentation loop feeding ``fit``.
 
-Variant (c): Keras 2 ``ImageDataGenerator``-style augmentation in Python on NumPy arrays
-(SciPy per channel, one worker), the articles' input pipeline.
-"""
+Keras 2 ``ImageDataGenerator``-style augmentation in Python on NumPy arrays (SciPy per channel,
+one worker), the articles' input pipeline."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """Variant (a): the function ``segexp-train`` runs, timed from what its MLflow run logs.
 
-Variant (a): the function ``segexp-train`` runs, called in-process with tracking to a store in
-the benchmark's work folder, and measured from what its MLflow run logs.
-"""
+The function ``segexp-train`` runs, called in-process with tracking to a store in the
+benchmark's work folder, and measured from what its MLflow run logs."""
 
 from __future__ import annotations
 

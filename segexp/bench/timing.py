@@ -1,8 +1,7 @@
 """How the benchmark times a fit: results, epoch timers, throughput, the pipeline alone.
 
-How the benchmark times a fit: one variant's result, the epoch timer of the baselines (segexp-
-train's, so images/s means the same for every variant) and the input pipeline alone.
-"""
+One variant's result, the epoch timer of the baselines (segexp-train's, so images/s means the
+same for every variant) and the input pipeline alone."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """A claim's protocol: its defining config keys, their values, and the runs that differ.
 
-A claim's protocol: the config keys that define it, their values from the experiment file,
-and the runs whose params differ from them.
-"""
+The config keys that define it, their values from the experiment file, and the runs whose params
+differ from them."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """Seed statistics of claims: t and Welch intervals, Welch's test.
 
-Seed statistics of claims: a t interval for one group's mean, Welch's interval and test for
-the difference of two groups' means (scipy.stats distributions, formulas written out).
-"""
+A t interval for one group's mean, Welch's interval and test for the difference of two groups'
+means (scipy.stats distributions, formulas written out)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """Configuration: the schema, conf/ paths and the config helpers (no TensorFlow).
 
-Configuration: the schema (Hydra structured configs, registered here on import), conf/ paths,
-key checks, secret redaction and MLflow params. Nothing here imports TensorFlow.
-"""
+The schema (Hydra structured configs, registered here on import), conf/ paths, key checks,
+secret redaction and MLflow params. Nothing here imports TensorFlow."""
 
 from segexp.config.keys import (
     BUILD_CHECKED_KEYS,

@@ -1,12 +1,11 @@
 """Dataset loaders, chosen by ``dataset.name``, and their pre-TensorFlow path checks.
 
-Dataset loaders: ``dataset.name`` names a module ``segexp.data.<name>`` with ``load(cfg, size,
-channels, seed)`` (synthetic, folder, arrays, oxford_pets, dsb2018, isbi2012, mnist). What they
-share: ``keys`` (dataset keys), ``decode`` (reading files), ``mask_map`` (stored values to class
-ids), ``geometry`` (tile/resize/crop/pad), ``pairing`` and ``validate`` (file samples),
+``dataset.name`` names a module ``segexp.data.<name>`` with ``load(cfg, size, channels, seed)``
+(synthetic, folder, arrays, oxford_pets, dsb2018, isbi2012, mnist). What they share: ``keys``
+(dataset keys), ``decode`` (reading files), ``mask_map`` (stored values to class ids),
+``geometry`` (tile/resize/crop/pad), ``pairing`` and ``validate`` (file samples),
 ``file_source`` and ``array_source`` (streaming them as a ``source.DataSource``), ``split``, and
-``pipeline`` (the tf.data input of ``model.fit``).
-"""
+``pipeline`` (the tf.data input of ``model.fit``)."""
 
 from __future__ import annotations
 

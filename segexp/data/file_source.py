@@ -1,12 +1,10 @@
 """Image/mask files as a :class:`DataSource`: validated eagerly, then streamed.
 
-Image/mask files as a :class:`DataSource`: the samples validated eagerly (see
-:mod:`segexp.data.validate`), then streamed. Each split is a ``tf.data`` pipeline that decodes
-files in parallel (``tf.numpy_function`` around Pillow / tifffile), so the data never has to fit
-in memory; the training pipeline's ``cache`` keeps decoded, resized samples after the first
-epoch. The shared backend of the folder loader and the file-based presets (oxford_pets,
-dsb2018, isbi2012 slices).
-"""
+Class:`DataSource`: the samples validated eagerly (see :mod:`segexp.data.validate`), then
+streamed. Each split is a ``tf.data`` pipeline that decodes files in parallel
+(``tf.numpy_function`` around Pillow / tifffile), so the data never has to fit in memory; the
+training pipeline's ``cache`` keeps decoded, resized samples after the first epoch. The shared
+backend of the folder loader and the file-based presets (oxford_pets, dsb2018, isbi2012 slices)."""
 
 from __future__ import annotations
 

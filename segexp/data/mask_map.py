@@ -1,8 +1,7 @@
 """Stored mask values to class ids: a dataset's :class:`MaskMap`.
 
-Stored mask values to class ids: the :class:`MaskMap` of a dataset (``mask_values``,
-``ignore_value``, ``mask_threshold``), shared by every loader and by segexp-predict's scores.
-"""
+The :class:`MaskMap` of a dataset (``mask_values``, ``ignore_value``, ``mask_threshold``),
+shared by every loader and by segexp-predict's scores."""
 
 from __future__ import annotations
 

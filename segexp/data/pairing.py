@@ -1,9 +1,8 @@
 """Listing image and mask files and pairing them by stem or by pattern.
 
-Listing image and mask files and pairing them: by file stem (``a.png`` <-> ``a.png``/``a.gif``),
-or by regular expressions applied to the stems whose first group (or group ``key``) is the
-pairing key, e.g. ``image_pattern: '(\\d+)_training'`` and ``mask_pattern: '(\\d+)_manual1'``.
-"""
+By file stem (``a.png`` <-> ``a.png``/``a.gif``), or by regular expressions applied to the stems
+whose first group (or group ``key``) is the pairing key, e.g. ``image_pattern:
+'(\\d+)_training'`` and ``mask_pattern: '(\\d+)_manual1'``."""
 
 from __future__ import annotations
 

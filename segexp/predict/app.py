@@ -1,7 +1,7 @@
 """``segexp-predict``, the Hydra app: checks before TensorFlow, then one prediction job.
 
-``segexp-predict``, the Hydra app: the command line composed onto ``conf/predict.yaml`` and
-checked before TensorFlow starts (one-line errors), then one prediction job.
+The command line composed onto ``conf/predict.yaml`` and checked before TensorFlow starts (one-line
+errors), then one prediction job.
 
     segexp-predict model=runs:/<RUN_ID>/model input=images/ output=masks/ overlay=true
 

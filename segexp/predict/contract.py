@@ -1,9 +1,8 @@
 """The input contract of a trained model: what is stored with it and how it is met.
 
-The input contract of a trained model: what is stored with it (input size, channels, range,
-classes, head, output crop, training geometry), how it is measured, completed for models
-stored without it, and the prediction mode (``resize`` or ``tile``) it calls for.
-"""
+What is stored with it (input size, channels, range, classes, head, output crop, training
+geometry), how it is measured, completed for models stored without it, and the prediction mode
+(``resize`` or ``tile``) it calls for."""
 
 from __future__ import annotations
 

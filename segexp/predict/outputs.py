@@ -1,9 +1,8 @@
 """segexp-predict's files: the input images it reads and what it writes for each.
 
-segexp-predict's files: input images found and read as the model input, and what it writes
-for each (the class-id mask PNG, optional colour overlay and probabilities), with progress and
-per-file failures reported instead of stopping the batch.
-"""
+Input images found and read as the model input, and what it writes for each (the class-id mask
+PNG, optional colour overlay and probabilities), with progress and per-file failures reported
+instead of stopping the batch."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """The keys of ``segexp-predict``, their types and defaults (a structured config).
 
-The keys of ``segexp-predict``, their types and defaults: the structured config that
-``conf/predict.yaml`` composes (stored in Hydra's ConfigStore as ``predict_schema``).
-"""
+The structured config that ``conf/predict.yaml`` composes (stored in Hydra's ConfigStore as
+``predict_schema``)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """segexp-predict's scores against true masks, with the run's challenge metrics.
 
-segexp-predict's scores against true masks: mask files matched to the inputs by stem, read
-with the training data's mask map, scored with the run's challenge metrics.
-"""
+Mask files matched to the inputs by stem, read with the training data's mask map, scored with
+the run's challenge metrics."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """Metrics of a run: batched logging, summaries once, per-epoch values caught up.
 
-Metrics of a run: batched logging, summaries logged once, per-epoch values caught up after a
-crash, and the steps of the logged prediction images.
-"""
+Batched logging, summaries logged once, per-epoch values caught up after a crash, and the steps
+of the logged prediction images."""
 
 from __future__ import annotations
 

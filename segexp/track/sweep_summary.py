@@ -1,8 +1,7 @@
 """The end of a sweep on its parent run: counts, tables, headline metrics, status.
 
-The end of a sweep on its parent run: job counts, the comparison tables, headline metrics,
-the final status and the link to the MLflow UI.
-"""
+Job counts, the comparison tables, headline metrics, the final status and the link to the MLflow
+UI."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """The resume checkpoint's files: layout, atomic writes, reading them back.
 
-The resume checkpoint's files: their layout, atomic writes, and reading them back (a usable
-state, falling back past a damaged variables file; a saved config that is really one; a failed
-resume noted on its MLflow run).
-"""
+Their layout, atomic writes, and reading them back (a usable state, falling back past a damaged
+variables file; a saved config that is really one; a failed resume noted on its MLflow run)."""
 
 from __future__ import annotations
 

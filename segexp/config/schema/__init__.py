@@ -1,9 +1,8 @@
 """The config schema: one Hydra structured config per group option, in the ConfigStore.
 
-The config schema: Hydra structured configs (one dataclass per group option), registered in
-Hydra's ConfigStore as ``schema_<group>_<option>`` (root-level names, so that they are no
-config groups to choose from), and :func:`typed`, which fills and checks a config section against
-its dataclass.
+Hydra structured configs (one dataclass per group option), registered in Hydra's ConfigStore as
+``schema_<group>_<option>`` (root-level names, so that they are no config groups to choose
+from), and :func:`typed`, which fills and checks a config section against its dataclass.
 
 A YAML preset names its schema first in its defaults list (``/schema_model_unet@_here_``) and
 states only the values it chooses; the dataclass holds every key's type and default.
